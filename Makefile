@@ -1,0 +1,38 @@
+# Two commands matter: `make train` (main job on the embedded synthetic dataset) and
+# `make test`. Both create .venv and install the pinned packages on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: install train eval test test-all preview benchmark clean-logs
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: install ## train + test PRN (default: synthetic demo); pass Hydra overrides in ARGS="..."
+	$(PY) src/train.py $(ARGS)
+
+eval: install ## evaluate a checkpoint: make eval ARGS="ckpt_path=..."
+	$(PY) src/eval.py $(ARGS)
+
+test: install ## fast suite (slow-marked tests excluded)
+	$(PY) -m pytest -m "not slow" -q $(ARGS)
+
+test-all: install ## everything, slow tests included
+	$(PY) -m pytest -q $(ARGS)
+
+preview: install ## PNG grid of generated anomalies: make preview ARGS="--root ... --category bottle"
+	$(PY) -m prn.tools.preview_generation $(ARGS)
+
+benchmark: install ## model speed and metric memory on this machine
+	$(PY) benchmarks/model_speed.py --batch 8 --size 256
+	$(PY) benchmarks/metrics_memory.py
+
+clean-logs:
+	rm -rf logs/train logs/eval

@@ -1,0 +1,76 @@
+"""Multi-scale prototypes (paper Sec. 3.1) built as a setup-stage Lightning callback.
+
+At ``setup("fit")`` the frozen layer1–3 features of every normal training image are
+clustered with FAISS k-means, per scale; the centroids become buffers of the network,
+so checkpoints carry them and evaluation never recomputes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightning as L
+import torch
+
+from prn.models import kmeans_prototypes
+
+log = logging.getLogger(__name__)
+
+
+class PrototypeCallback(L.Callback):
+    """Fills ``net.prototypes`` from the datamodule's normal training images."""
+
+    def __init__(self, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None, refit: bool = False) -> None:
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering")
+        self.ratio = ratio
+        self.iterations = iterations
+        self.seed = seed
+        self.use_gpu = use_gpu
+        self.refit = refit
+        self.seconds = 0.0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        net = pl_module.net
+        if stage != "fit" or not net.needs_prototypes:
+            return
+        if net.prototypes.is_fitted and not self.refit:
+            log.info("Prototypes already present (from a checkpoint): not recomputed")
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "normal_dataloader"):
+            raise RuntimeError("PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit")
+        start = time.perf_counter()
+        features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
+        prototypes = [self._cluster(scale) for scale in features]
+        net.prototypes.set_prototypes(prototypes)
+        self.seconds = time.perf_counter() - start
+        log.info(
+            "Prototypes: %s per scale from %d normal images in %.1f s",
+            [p.shape[0] for p in prototypes], features[0].shape[0], self.seconds,
+        )
+
+    @torch.no_grad()
+    def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
+        """Frozen layer1–3 maps of every normal image, one ``[N, c, h, w]`` tensor per scale."""
+        home = next(net.parameters()).device
+        net.encoder.to(device)
+        per_scale: list[list[torch.Tensor]] = []
+        try:
+            for batch in loader:
+                maps = net.prototype_features(batch["image"].to(device))
+                if not per_scale:
+                    per_scale = [[] for _ in maps]
+                for store, fmap in zip(per_scale, maps):
+                    store.append(fmap.float().cpu())
+        finally:
+            net.encoder.to(home)
+        if not per_scale:
+            raise RuntimeError("No normal training images reached PrototypeCallback: check dataset.root and dataset.category")
+        return [torch.cat(store) for store in per_scale]
+
+    def _cluster(self, maps: torch.Tensor) -> torch.Tensor:
+        flat = maps.flatten(1).contiguous()
+        centroids = kmeans_prototypes(flat, ratio=self.ratio, iterations=self.iterations, seed=self.seed, use_gpu=self.use_gpu)
+        return centroids.reshape(-1, *maps.shape[1:])

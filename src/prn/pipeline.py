@@ -1,0 +1,128 @@
+"""Train-then-test and evaluate-a-checkpoint jobs, driven by a composed Hydra config.
+
+``src/train.py`` and ``src/eval.py`` are thin Hydra wrappers around these two functions,
+which tests call directly with ``hydra.compose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from prn.lightning.callbacks import PrototypeCallback
+from prn.lightning.module import PRNModule
+from prn.utils.config_tree import print_and_save_config
+from prn.utils.results import print_results, provenance, write_results
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit PRN, then test the weights of the last step (never a test-selected epoch)."""
+    run_dir = Path(cfg.paths.output_dir)
+    print_and_save_config(cfg, run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    start = time.perf_counter()
+    datamodule = build_datamodule(cfg, run_dir)
+    module = PRNModule(
+        net_config=OmegaConf.to_container(cfg.model.net, resolve=True),
+        data_config={"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)},
+        **cfg.model.module,
+    )
+    prototypes = PrototypeCallback(**cfg.model.prototypes)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, checkpoint])
+    trainer.fit(module, datamodule=datamodule)
+    train_seconds = time.perf_counter() - start
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    extra = {
+        "train_seconds": round(train_seconds, 1),
+        "steps": trainer.global_step,
+        "seconds_per_step": round(train_seconds / max(trainer.global_step, 1), 3),
+        "prototype_seconds": round(prototypes.seconds, 1),
+        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+    }
+    header = {"dataset": cfg.dataset.name, "category": cfg.category}
+    return _report(cfg, run_dir, module, datamodule, start, header, extra)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint; architecture, prototypes and weights all come from the file."""
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt = Path(cfg.ckpt_path)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt} does not exist: pass the last.ckpt of a training run (logs/train/runs/<run>/checkpoints/last.ckpt)")
+    print_and_save_config(cfg, run_dir)
+    start = time.perf_counter()
+    saved = PRNModule.load_from_checkpoint(ckpt, map_location="cpu", net_config=_net_config_without_download(ckpt))
+    data_config = dict(saved.hparams.data_config)
+    dataset_name = data_config.pop("name")
+    overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
+    data_config.update(overrides, eval_batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    datamodule = hydra.utils.instantiate(data_config, output_dir=str(run_dir), _convert_="partial")
+    trainer = build_trainer(cfg, run_dir, callbacks=[])
+    trainer.test(saved, datamodule=datamodule, verbose=False)
+    header = {"dataset": dataset_name, "category": data_config["category"]}
+    return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
+
+
+def build_datamodule(cfg: DictConfig, run_dir: Path) -> L.LightningDataModule:
+    """The configured datamodule, writing its split file into the run directory."""
+    return hydra.utils.instantiate(cfg.dataset.datamodule, output_dir=str(run_dir), _convert_="partial")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    """Lightning trainer with the configured loggers and a rich progress bar."""
+    loggers = [hydra.utils.instantiate(conf) for conf in cfg.get("logger", {}).values()]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, RichProgressBar()], logger=loggers or False)
+
+
+def _net_config_without_download(ckpt: Path) -> dict[str, Any]:
+    """The saved network config, but with no encoder download: the checkpoint has the weights."""
+    import torch
+
+    hparams = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
+    return {**hparams["net_config"], "encoder_weights": None, "allow_random_fallback": False}
+
+
+def _report(
+    cfg: DictConfig,
+    run_dir: Path,
+    module: PRNModule,
+    datamodule: L.LightningDataModule,
+    start: float,
+    header: dict[str, str],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``results.json`` / ``results.md`` and print the table."""
+    notes = []
+    weights_report = module.net.encoder.weights_report
+    if "random" in weights_report:
+        notes.append(f"encoder weights: {weights_report} — numbers are not comparable to an ImageNet encoder")
+    skipped = getattr(module.metrics, "skipped", [])
+    notes.extend(skipped)
+    result = {
+        **header,
+        "metrics": module.test_results,
+        "split": _split_counts(datamodule),
+        "encoder_weights": weights_report,
+        "notes": notes,
+        "run_dir": str(run_dir),
+        **provenance(cfg.seed, time.perf_counter() - start, extra),
+    }
+    write_results(run_dir, result)
+    print_results(result)
+    return result
+
+
+def _split_counts(datamodule: L.LightningDataModule) -> dict[str, Any]:
+    summary = datamodule.split_summary()
+    return {key: value for key, value in summary.items() if not isinstance(value, list)}

@@ -1,0 +1,97 @@
+"""Write a run's metrics as JSON and a markdown table, with provenance.
+
+Every number we report must come with what produced it: the command, seed, git
+commit, hardware, encoder weights actually loaded and wall time go in the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+METRIC_LABELS = {
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "pixel_aupro": "PRO (AUPRO@0.3)",
+    "pixel_ap": "pixel AP",
+}
+
+
+def git_commit() -> str:
+    """Commit of the source tree, with ``-dirty`` when it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def hardware() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def provenance(seed: int, wall_seconds: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields that let anyone rerun and compare a result."""
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seed": seed,
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "wall_seconds": round(wall_seconds, 1),
+        **(extra or {}),
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """``| dataset | category | metrics… |`` with metrics in percent, one row per result."""
+    keys = [k for k in METRIC_LABELS if any(k in row["metrics"] for row in rows)]
+    header = "| dataset | category | " + " | ".join(METRIC_LABELS[k] for k in keys) + " |"
+    rule = "|" + "---|" * (2 + len(keys))
+    lines = [header, rule]
+    for row in rows:
+        cells = [f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys]
+        lines.append(f"| {row['dataset']} | {row['category']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run_dir: Path, result: dict[str, Any]) -> None:
+    """``results.json`` (everything) and ``results.md`` (the table), written atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / "results.json", json.dumps(result, indent=2, default=str) + "\n")
+    _atomic_write(run_dir / "results.md", markdown_table([result]))
+
+
+def print_results(result: dict[str, Any]) -> None:
+    """The metrics table on the console, with the notes a reader must not miss."""
+    table = Table(title=f"PRN · {result['dataset']} / {result['category']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in METRIC_LABELS.items():
+        if key in result["metrics"]:
+            table.add_row(label, f"{100 * result['metrics'][key]:.2f}")
+    console = Console()
+    console.print(table)
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

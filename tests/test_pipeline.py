@@ -1,0 +1,61 @@
+"""End to end: train + test on the synthetic dataset, then evaluate the checkpoint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from prn.pipeline import evaluate, train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _compose(name, overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    cfg = _compose("train", [
+        f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}",
+        "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "logger=csv",
+    ])
+    return cfg, train(cfg)
+
+
+def test_train_writes_results_checkpoint_split_and_config(trained):
+    cfg, result = trained
+    run_dir = Path(cfg.paths.output_dir)
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert set(saved["metrics"]) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
+    assert all(0.0 <= v <= 1.0 for v in saved["metrics"].values())
+    assert saved["steps"] == 4 and saved["seed"] == 0 and saved["git_commit"]
+    assert "random" in saved["encoder_weights"] and any("random" in n for n in saved["notes"])
+    assert "| synthetic | tiles |" in (run_dir / "results.md").read_text()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "split.json").is_file() and (run_dir / "config.yaml").is_file()
+
+
+def test_checkpoint_carries_prototypes(trained):
+    cfg, _ = trained
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    prototypes = [k for k in state if "prototypes" in k]
+    assert prototypes and all(state[k].shape[0] >= 1 for k in prototypes)
+
+
+def test_eval_reproduces_the_training_runs_metrics(trained, tmp_path):
+    cfg, result = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    evaluated = evaluate(_compose("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}"]))
+    assert evaluated["category"] == "tiles"
+    for key, value in result["metrics"].items():
+        assert evaluated["metrics"][key] == pytest.approx(value, abs=1e-6)
+
+
+def test_eval_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ckpt_path"):
+        evaluate(_compose("eval", [f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.output_dir={tmp_path}"]))
