@@ -1,0 +1,306 @@
+"""Lightning datamodules: scan and validate, decode every image once, then serve batches.
+
+:class:`AnomalyDataModule` is generic over a *scanner* (``(root, category) -> DatasetSplit``)
+so that every benchmark only has to describe its folder layout. It implements the honest
+protocol of ``docs/design.md``: the k seen anomalies are drawn with a fixed seed and
+removed from the test set, and the resulting split is written to ``split.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from prn.data.errors import DatasetError
+from prn.data.image_io import load_image, load_mask, parse_image_size
+from prn.data.mvtec import scan_mvtec
+from prn.data.records import DatasetSplit, Record, draw_seen_anomalies
+from prn.data.training import (
+    BUILTIN_SOURCES,
+    SEEN,
+    ComposedBatchSampler,
+    ComposedTrainingSet,
+    validate_composition,
+)
+from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPool
+
+Scanner = Callable[[Path, str], DatasetSplit]
+SEEN_FROM_CHOICES = ("test", "train")
+DEFAULT_COMPOSITION = {"normal": 0.5, "seen": 0.5}
+
+
+@dataclass(frozen=True)
+class ResolvedSplit:
+    """The split actually used: seen anomalies already removed from wherever they came from."""
+
+    train_normal: list[Record]
+    seen: list[Record]
+    test: list[Record]
+
+
+class EvalImageSet(Dataset):
+    """Pre-decoded images for evaluation; ``masks[i] is None`` means an all-zero mask."""
+
+    def __init__(self, records: Sequence[Record], images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> None:
+        self.records, self.images, self.masks = list(records), list(images), list(masks)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record, image, mask = self.records[index], self.images[index], self.masks[index]
+        mask_values = np.zeros(image.shape[:2], dtype=np.float32) if mask is None else mask.astype(np.float32)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+            "mask": torch.from_numpy(mask_values)[None],
+            "label": torch.tensor(record.label, dtype=torch.int64),
+            "path": str(record.image_path),
+            "defect_type": record.defect_type,
+        }
+
+
+class AnomalyDataModule(LightningDataModule):
+    """Few-shot supervised anomaly-detection data for any folder layout a ``scanner`` understands.
+
+    ``composition`` maps training sources to batch fractions; ``normal`` and ``seen`` are
+    built in, every other key must be a ``generators`` entry (a factory called with the
+    decoded :class:`TrainingPool`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        category: str,
+        *,
+        scanner: Scanner,
+        image_size: int | Sequence[int] = 256,
+        num_seen_anomalies: int = 10,
+        seen_from: str = "test",
+        seed: int = 0,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        composition: Mapping[str, float] | None = None,
+        generators: Mapping[str, SourceFactory] | None = None,
+        foreground: ForegroundFn | None = None,
+        texture_categories: Iterable[str] = (),
+        output_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.category = str(category)
+        self.scanner = scanner
+        self.image_size = parse_image_size(image_size)
+        self.num_seen_anomalies = _checked_int(num_seen_anomalies, "dataset.num_seen_anomalies", minimum=0)
+        self.seen_from = _checked_choice(seen_from, SEEN_FROM_CHOICES, "dataset.seen_from")
+        self.seed = _checked_int(seed, "dataset.seed", minimum=0)
+        self.batch_size = _checked_int(batch_size, "dataset.batch_size", minimum=1)
+        self.eval_batch_size = _checked_int(eval_batch_size, "dataset.eval_batch_size", minimum=1)
+        self.num_workers = _checked_int(num_workers, "dataset.num_workers", minimum=0)
+        self.generators = dict((generators or {}).items())
+        self.composition = validate_composition(
+            DEFAULT_COMPOSITION if composition is None else composition, [*BUILTIN_SOURCES, *self.generators]
+        )
+        if self.composition.get(SEEN, 0.0) > 0 and self.num_seen_anomalies == 0:
+            raise DatasetError(
+                "dataset.composition.seen > 0 but dataset.num_seen_anomalies=0; "
+                "set dataset.num_seen_anomalies > 0 or dataset.composition.seen=0."
+            )
+        self.foreground = foreground
+        self.texture_categories = tuple(str(name) for name in texture_categories)
+        self.output_dir = None if output_dir is None else Path(output_dir).expanduser()
+        self.pool: TrainingPool | None = None
+        self._split: ResolvedSplit | None = None
+        self._train_set: ComposedTrainingSet | None = None
+        self._test_set: EvalImageSet | None = None
+
+    @property
+    def is_texture(self) -> bool:
+        return self.category in self.texture_categories
+
+    def setup(self, stage: str | None = None) -> None:
+        """``fit``: decode normals + seen anomalies and build the pool; ``test``/``predict``/``validate``: decode the test set."""
+        if stage in (None, "fit"):
+            self._setup_fit()
+        if stage in (None, "test", "predict", "validate"):
+            self._setup_test()
+        if self.output_dir is not None:
+            write_json_atomically(self.output_dir / "split.json", self.split_summary())
+
+    def train_dataloader(self) -> DataLoader:
+        self._setup_fit()
+        sampler = ComposedBatchSampler(len(self.pool.normals), self.composition, self.batch_size, self.seed)
+        return self._loader(self._train_set, batch_sampler=sampler)
+
+    def test_dataloader(self) -> DataLoader:
+        self._setup_test()
+        return self._loader(self._test_set, batch_size=self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def normal_dataloader(self) -> DataLoader:
+        """The normal training images in file order, unaugmented: what the prototypes are built from."""
+        self._setup_fit()
+        normals = EvalImageSet(self.split.train_normal, [normal.image for normal in self.pool.normals], [None] * len(self.pool.normals))
+        return self._loader(normals, batch_size=self.eval_batch_size, shuffle=False)
+
+    @property
+    def split(self) -> ResolvedSplit:
+        """The resolved split; scanning (no decoding) happens on first access."""
+        if self._split is None:
+            self._split = self._resolve_split()
+        return self._split
+
+    def split_summary(self) -> dict[str, Any]:
+        """Counts and file lists (relative to ``root``) that make a run's split auditable."""
+        split = self.split
+        return {
+            "root": str(self.root),
+            "category": self.category,
+            "seed": self.seed,
+            "num_seen_anomalies": len(split.seen),
+            "seen_from": self.seen_from,
+            "image_size": list(self.image_size),
+            "counts": {
+                "train_normal": len(split.train_normal),
+                "seen_anomalies": len(split.seen),
+                "test": len(split.test),
+                "test_good": sum(record.label == 0 for record in split.test),
+                "test_anomalous": sum(record.label == 1 for record in split.test),
+            },
+            "train_normal": [self._relative(record.image_path) for record in split.train_normal],
+            "seen_anomalies": [self._relative(record.image_path) for record in split.seen],
+            "test": [self._relative(record.image_path) for record in split.test],
+        }
+
+    def _resolve_split(self) -> ResolvedSplit:
+        found = self.scanner(self.root, self.category)
+        option = "dataset.num_seen_anomalies"
+        if self.seen_from == "test":
+            seen, _ = draw_seen_anomalies([r for r in found.test if r.label == 1], self.num_seen_anomalies, self.seed, option)
+            seen_paths = {record.image_path for record in seen}
+            test = [record for record in found.test if record.image_path not in seen_paths]
+        else:
+            seen, _ = draw_seen_anomalies(found.train_anomalous, self.num_seen_anomalies, self.seed, option)
+            test = list(found.test)
+        missing_masks = [str(record.image_path) for record in seen if record.mask_path is None]
+        if missing_masks:
+            raise DatasetError(f"seen anomalies without a ground-truth mask: {missing_masks}; the scanner must give every anomaly a mask.")
+        return ResolvedSplit(train_normal=list(found.train_normal), seen=seen, test=test)
+
+    def _setup_fit(self) -> None:
+        if self._train_set is not None:
+            return
+        split = self.split
+        normal_images = decode_images([record.image_path for record in split.train_normal], self.image_size)
+        seen_images = decode_images([record.image_path for record in split.seen], self.image_size)
+        seen_masks = decode_masks([record.mask_path for record in split.seen], self.image_size)
+        foregrounds = self._foregrounds(normal_images)
+        self.pool = TrainingPool(
+            normals=[NormalImage(image, foreground) for image, foreground in zip(normal_images, foregrounds)],
+            seen_images=seen_images,
+            seen_masks=seen_masks,
+            image_size=self.image_size,
+            category=self.category,
+            is_texture=self.is_texture,
+        )
+        sources = {name: factory(self.pool) for name, factory in self.generators.items()}
+        self._train_set = ComposedTrainingSet(self.pool, sources, self.composition)
+
+    def _setup_test(self) -> None:
+        if self._test_set is not None:
+            return
+        records = self.split.test
+        images = decode_images([record.image_path for record in records], self.image_size)
+        masks = decode_masks([record.mask_path for record in records], self.image_size)
+        self._test_set = EvalImageSet(records, images, masks)
+
+    def _foregrounds(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Object categories get one bool mask per normal image; textures (or no fn) get None."""
+        if self.foreground is None or self.is_texture:
+            return [None] * len(images)
+        masks = list(self.foreground(images, self.category))
+        if len(masks) != len(images) or any(np.shape(mask) != self.image_size for mask in masks):
+            raise DatasetError(
+                f"dataset.foreground returned {len(masks)} masks for {len(images)} images of category "
+                f"{self.category!r}; it must return one {self.image_size} mask per image."
+            )
+        return [np.asarray(mask, dtype=bool) for mask in masks]
+
+    def _loader(self, dataset: Dataset, **options: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **options,
+        )
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+
+class MVTecDataModule(AnomalyDataModule):
+    """MVTec AD (and anything in its layout); see :class:`AnomalyDataModule` for the options."""
+
+    def __init__(self, root: str | Path, category: str, **options: Any) -> None:
+        super().__init__(root, category, scanner=scan_mvtec, **options)
+
+
+def decode_images(paths: Sequence[Path], size: tuple[int, int]) -> list[np.ndarray]:
+    """Decode and resize in a thread pool (PIL releases the GIL while decoding)."""
+    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
+        return list(executor.map(lambda path: load_image(path, size), paths))
+
+
+def decode_masks(paths: Sequence[Path | None], size: tuple[int, int]) -> list[np.ndarray | None]:
+    """Decode masks; ``None`` paths (good images) stay ``None`` to save memory."""
+    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
+        return list(executor.map(lambda path: None if path is None else load_mask(path, size), paths))
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _decode_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _checked_int(value: Any, option: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DatasetError(f"{option}={value!r} must be an int >= {minimum}.")
+    return int(value)
+
+
+def _checked_choice(value: Any, choices: Sequence[str], option: str) -> str:
+    if value not in choices:
+        raise DatasetError(f"{option}={value!r} is not one of {list(choices)}.")
+    return str(value)

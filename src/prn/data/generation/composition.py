@@ -1,0 +1,30 @@
+"""Batch composition of the training sources under the EA / HEA / HOA switches (Table 5).
+
+The paper's batch is 64 = 32 normal + 16 extended (EA) + 16 simulated (SA) anomalies.
+Half of every batch stays normal; each anomaly quarter that a switch removes is handed
+on so that the anomaly share never shrinks:
+
+* EA off → its quarter becomes raw seen anomalies (``"seen"``), the only in-distribution
+  anomalies left.
+* HEA and HOA both off (no SA) → the SA quarter goes to EA, or to ``"seen"`` when EA is
+  off too.
+* One of HEA / HOA off → SA keeps its quarter; the remaining kind fills it (that choice
+  lives in ``SimulatedAnomalySource``).
+
+So: all on → {normal: .5, ea: .25, sa: .25}; every switch off → {normal: .5, seen: .5}.
+"""
+
+from __future__ import annotations
+
+NORMAL_FRACTION = 0.5
+ANOMALY_QUARTER = 0.25
+
+
+def composition_from_switches(ea: bool, hea: bool, hoa: bool) -> dict[str, float]:
+    """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1."""
+    extended_share = "ea" if ea else "seen"
+    simulated_share = "sa" if (hea or hoa) else extended_share
+    fractions = {"normal": NORMAL_FRACTION}
+    for name in (extended_share, simulated_share):
+        fractions[name] = fractions.get(name, 0.0) + ANOMALY_QUARTER
+    return fractions

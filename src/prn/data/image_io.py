@@ -1,0 +1,101 @@
+"""Decoding images and masks into the arrays of ``prn.data.types``.
+
+Everything goes through PIL so that gray, palette, RGBA and 16-bit files all arrive as
+``uint8`` RGB; any decoding failure becomes a :class:`DatasetError` naming the file,
+because a bare PIL traceback from inside a worker does not say which file is broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from prn.data.errors import DatasetError
+
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def parse_image_size(value: int | Sequence[int], option: str = "dataset.image_size") -> tuple[int, int]:
+    """Turn ``256`` or ``[h, w]`` into ``(h, w)``; anything else is a config error."""
+    if isinstance(value, bool):
+        raise DatasetError(f"{option}={value!r} is not a size; use an int like 256 or a pair [h, w].")
+    if isinstance(value, (int, np.integer)):
+        size = (int(value), int(value))
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise DatasetError(f"{option}={list(value)!r} must hold two ints [h, w], e.g. [256, 256].")
+        size = (int(value[0]), int(value[1]))
+    else:
+        raise DatasetError(f"{option}={value!r} is not a size; use an int like 256 or a pair [h, w].")
+    if min(size) < 1:
+        raise DatasetError(f"{option}={value!r} must be positive; use e.g. 256.")
+    return size
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """Native ``(h, w)`` of an image file, read from its header only (no decoding)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise DatasetError(f"image file {path} does not exist; restore it or fix dataset.root.") from None
+    except _DECODE_ERRORS as error:
+        raise _unreadable(path, error) from error
+    return height, width
+
+
+def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Decode ``path`` as RGB ``uint8`` ``(h, w, 3)``, resized bilinearly with antialiasing."""
+    image = _open_decoded(path)
+    image = _to_rgb(image)
+    height, width = size
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Decode a ground-truth mask as ``bool`` ``(h, w)``: any non-zero pixel is anomalous.
+
+    Binarised before resizing (nearest neighbour) so that no interpolated grey values
+    can shift the boundary.
+    """
+    image = _open_decoded(path)
+    values = np.asarray(image)
+    binary = values.any(axis=2) if values.ndim == 3 else values > 0
+    height, width = size
+    if binary.shape != (height, width):
+        resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
+        binary = np.asarray(resized) > 0
+    return np.ascontiguousarray(binary, dtype=bool)
+
+
+def _open_decoded(path: Path) -> Image.Image:
+    """Open and fully decode ``path`` (PIL is lazy: corrupt pixel data fails only in ``load``)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise DatasetError(f"image file {path} does not exist; restore it or fix dataset.root.") from None
+    except _DECODE_ERRORS as error:
+        raise _unreadable(path, error) from error
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; 16-bit gray is rescaled, not clipped at 255."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if values.max(initial=0) > 255 else 1.0
+        image = Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _unreadable(path: Path, error: BaseException) -> DatasetError:
+    return DatasetError(f"cannot decode image file {path} ({error}); replace or delete the corrupt file.")

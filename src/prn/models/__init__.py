@@ -1,0 +1,23 @@
+"""The pure-torch PRN network (no Lightning): encoder, prototypes, MF, MSA, decoder."""
+
+from prn.models.attention import MSAStack, MultiSizeSelfAttention
+from prn.models.decoder import UNetDecoder
+from prn.models.encoder import EncoderWeightsError, ResNet18Encoder
+from prn.models.fusion import MultiScaleFusion
+from prn.models.prn import PRNet, check_image_size
+from prn.models.prototypes import PrototypeBank, build_prototypes, kmeans_prototypes, number_of_prototypes
+
+__all__ = [
+    "EncoderWeightsError",
+    "MSAStack",
+    "MultiScaleFusion",
+    "MultiSizeSelfAttention",
+    "PRNet",
+    "PrototypeBank",
+    "ResNet18Encoder",
+    "UNetDecoder",
+    "build_prototypes",
+    "check_image_size",
+    "kmeans_prototypes",
+    "number_of_prototypes",
+]

@@ -1,0 +1,101 @@
+"""Prototypical Residual Network (paper Fig. 3), composed from its parts.
+
+  F_j = encoder layer j (j = 1..3, frozen; layer4 trainable feeds the decoder)
+  MP : D_j = |F_j - P*_j|                     (prototypes.PrototypeBank)
+  MF : F* = MF_F(F), D* = MF_D(D)             (fusion.MultiScaleFusion)
+       C*_j = concat(F*_j, D*_j)  (2c_j ch; c_j ch without MP)
+  MSA: T_j = MSAStack_j(C*_j)                 (attention.MSAStack, depth 3)
+  MF : T* = MF_T(T)
+  decoder(layer4, T*) -> logits [B, 1, H, W]  (decoder.UNetDecoder)
+
+Each ablation switch removes exactly its module(s): use_mp the prototype bank and the
+residual fusion, use_mf all three fusion blocks (replaced by identity), use_msa the
+three MSA stacks. Sigmoid is left to the caller (losses work on logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from prn.models.attention import MSAStack
+from prn.models.decoder import UNetDecoder
+from prn.models.encoder import ResNet18Encoder
+from prn.models.fusion import MultiScaleFusion
+from prn.models.prototypes import PrototypeBank
+
+SIZE_MULTIPLE = 128  # layer3 (H/16) must split into 8x8 MSA patches
+
+
+def check_image_size(images: Tensor) -> None:
+    """Raise a ValueError naming `image_size` unless images are [B, 3, H, W], H, W % 128 == 0."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"PRNet expects images [B, 3, H, W], got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE} in height and width "
+                         f"(got {h}x{w}); set data.image_size to e.g. 256")
+
+
+def _apply(modules: nn.ModuleList | None, maps: Sequence[Tensor]) -> list[Tensor]:
+    """Apply per-scale modules, or pass maps through when the switch removed them."""
+    if modules is None:
+        return list(maps)
+    return [module(m) for module, m in zip(modules, maps, strict=True)]
+
+
+def _fuse(fusion: MultiScaleFusion | None, maps: Sequence[Tensor]) -> list[Tensor]:
+    return list(maps) if fusion is None else fusion(maps)
+
+
+class PRNet(nn.Module):
+    """PRN: [0,1] images [B, 3, H, W] -> anomaly logits [B, 1, H, W]."""
+
+    def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
+                 use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3) -> None:
+        super().__init__()
+        self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
+        self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
+        skip_channels = self.encoder.channels[:3]
+        branch_channels = tuple(2 * c for c in skip_channels) if use_mp else skip_channels
+        self.prototypes = PrototypeBank(len(skip_channels)) if use_mp else None
+        self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
+        self.residual_fusion = MultiScaleFusion(skip_channels) if use_mf and use_mp else None
+        self.msa = nn.ModuleList(MSAStack(c, msa_depth) for c in branch_channels) if use_msa else None
+        self.output_fusion = MultiScaleFusion(branch_channels) if use_mf else None
+        self.decoder = UNetDecoder(branch_channels, self.encoder.channels[3])
+
+    @property
+    def needs_prototypes(self) -> bool:
+        """True when MP is on, i.e. the PrototypeCallback must fill `self.prototypes`
+        (check `self.prototypes.is_fitted` to skip a bank restored from a checkpoint)."""
+        return self.prototypes is not None
+
+    @property
+    def weights_report(self) -> str:
+        return self.encoder.weights_report
+
+    def set_prototypes(self, prototypes: Sequence[Tensor]) -> None:
+        if self.prototypes is None:
+            raise RuntimeError("set_prototypes called on a PRNet built with use_mp=False")
+        self.prototypes.set_prototypes(prototypes)
+
+    def prototype_features(self, images: Tensor) -> list[Tensor]:
+        """Frozen layer1-3 maps (no autograd) from which the prototypes are clustered."""
+        check_image_size(images)
+        return self.encoder.frozen_features(images)
+
+    def skip_connections(self, features: Sequence[Tensor]) -> list[Tensor]:
+        """F_1..3 -> T*_1..3: MP, MF, concat, MSA, MF as switched on."""
+        branches = _fuse(self.feature_fusion, features)
+        if self.prototypes is not None:
+            residuals = _fuse(self.residual_fusion, self.prototypes.residuals(features))
+            branches = [torch.cat(pair, dim=1) for pair in zip(branches, residuals, strict=True)]
+        return _fuse(self.output_fusion, _apply(self.msa, branches))
+
+    def forward(self, images: Tensor) -> Tensor:
+        check_image_size(images)
+        *skips, bottom = self.encoder(images)
+        return self.decoder(bottom, self.skip_connections(skips))

@@ -1,0 +1,51 @@
+"""Generation on the real MVTec bottle with real DTD textures (skipped without ../shared)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prn.data.generation import ExtendedAnomalySource, ForegroundEstimator, SimulatedAnomalySource
+from prn.data.types import NormalImage, TrainingPool
+from prn.tools.preview_generation import load_normals, load_seen_anomalies
+
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
+BOTTLE = SHARED / "data" / "mvtec_anomaly_detection" / "bottle"
+DTD = SHARED / "data" / "dtd" / "images"
+SIZE = 128
+
+pytestmark = pytest.mark.shared
+
+
+@pytest.fixture(scope="module")
+def bottle_pool() -> TrainingPool:
+    if not (BOTTLE / "train" / "good").is_dir() or not DTD.is_dir():
+        pytest.skip(f"real data not found under {SHARED}")
+    normals = load_normals(BOTTLE, SIZE)[::10]
+    seen_images, seen_masks = load_seen_anomalies(BOTTLE, SIZE, 5)
+    foregrounds = ForegroundEstimator()(normals, "bottle")
+    return TrainingPool([NormalImage(i, f) for i, f in zip(normals, foregrounds)], seen_images, seen_masks, (SIZE, SIZE), "bottle")
+
+
+def test_bottle_foreground_covers_the_bottle_not_the_backdrop(bottle_pool):
+    for normal in bottle_pool.normals:
+        foreground = normal.foreground
+        assert 0.5 < foreground.mean() < 0.75  # the round bottle fills ~62 % of the frame
+        assert foreground[SIZE // 2, SIZE // 2] and foreground[SIZE // 2, 8]
+        assert not foreground[:3, :3].any() and not foreground[-3:, -3:].any()
+        assert normal.image[~foreground].mean() > 200  # what is left out is the white backdrop
+
+
+@pytest.mark.parametrize("kind", ["ea", "hea", "hoa"])
+def test_real_anomalies_stay_on_the_bottle_and_change_only_the_mask(bottle_pool, kind):
+    source = {
+        "ea": lambda: ExtendedAnomalySource(bottle_pool),
+        "hea": lambda: SimulatedAnomalySource(bottle_pool, str(DTD), use_homologous=False),
+        "hoa": lambda: SimulatedAnomalySource(bottle_pool, None, use_heterologous=False),
+    }[kind]()
+    for seed in range(8):
+        base = bottle_pool.normals[seed % len(bottle_pool.normals)]
+        image, mask = source(base, np.random.default_rng(seed))
+        assert image.shape == (SIZE, SIZE, 3) and mask.any()
+        assert not (mask.astype(bool) & ~base.foreground).any()
+        assert np.array_equal(image[mask == 0], base.image[mask == 0])

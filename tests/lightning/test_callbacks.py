@@ -1,0 +1,102 @@
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from prn.lightning.callbacks import PrototypeCallback
+from prn.lightning.module import PRNModule
+
+
+class _Images(Dataset):
+    def __init__(self, count: int, size: int = 128):
+        self.images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i]}
+
+
+class _NormalsOnly(L.LightningDataModule):
+    """The one method the callback needs, on real tensors."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+
+    def normal_dataloader(self):
+        return DataLoader(_Images(self.count), batch_size=4)
+
+
+def _module(**net):
+    return PRNModule(net_config={"encoder_weights": None, **net})
+
+
+def _trainer():
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+
+
+def _run_setup(module, count, **callback):
+    trainer = _trainer()
+    trainer.strategy.connect(module)
+    trainer.datamodule = _NormalsOnly(count)  # what trainer.fit(datamodule=...) sets before setup
+    cb = PrototypeCallback(iterations=5, **callback)
+    cb.setup(trainer, module, "fit")
+    return cb
+
+
+@pytest.mark.parametrize("ratio, count, expected", [(0.1, 20, 2), (0.1, 4, 1), (0.5, 10, 5), (1.0, 6, 6)])
+def test_callback_fills_every_scale_with_ratio_times_n_prototypes(ratio, count, expected):
+    module = _module()
+    _run_setup(module, count, ratio=ratio)
+    shapes = [tuple(p.shape) for p in module.net.prototypes.prototypes()]
+    assert shapes == [(expected, 64, 32, 32), (expected, 128, 16, 16), (expected, 256, 8, 8)]
+
+
+def test_ratio_one_keeps_every_normal_feature_map_unclustered():
+    module = _module()
+    _run_setup(module, 3, ratio=1.0)
+    images = _Images(3).images
+    expected = module.net.prototype_features(images)
+    for stored, maps in zip(module.net.prototypes.prototypes(), expected):
+        torch.testing.assert_close(stored, maps)
+
+
+def test_existing_prototypes_are_not_recomputed():
+    module = _module()
+    _run_setup(module, 10, ratio=0.5)
+    before = [p.clone() for p in module.net.prototypes.prototypes()]
+    _run_setup(module, 20, ratio=0.1)
+    for old, new in zip(before, module.net.prototypes.prototypes()):
+        assert torch.equal(old, new)
+
+
+def test_callback_skips_networks_without_prototypes_and_other_stages():
+    module = _module(use_mp=False)
+    _run_setup(module, 4)
+    assert not module.net.needs_prototypes
+    module = _module()
+    trainer = _trainer()
+    PrototypeCallback().setup(trainer, module, "test")
+    assert not module.net.prototypes.is_fitted
+
+
+def test_bad_ratio_names_the_option():
+    with pytest.raises(ValueError, match="prototypes.ratio"):
+        PrototypeCallback(ratio=0.0)
+
+
+def test_prototypes_survive_a_checkpoint_round_trip(tmp_path):
+    module = _module()
+    _run_setup(module, 10, ratio=0.2)
+    trainer = _trainer()
+    trainer.strategy.connect(module)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    restored = PRNModule.load_from_checkpoint(path, map_location="cpu")
+    for a, b in zip(module.net.prototypes.prototypes(), restored.net.prototypes.prototypes()):
+        assert torch.equal(a, b)
+    images = torch.rand(2, 3, 128, 128)
+    module.eval(), restored.eval()
+    torch.testing.assert_close(module(images), restored(images))

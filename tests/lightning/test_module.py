@@ -1,0 +1,64 @@
+import torch
+
+from prn.lightning.module import PRNModule
+
+
+def _module():
+    module = PRNModule(net_config={"encoder_weights": None, "use_mp": False}, top_k=10)
+    return module
+
+
+def _batch(n=2, size=128):
+    mask = torch.zeros(n, 1, size, size)
+    mask[0, :, 10:30, 10:30] = 1
+    return {"image": torch.rand(n, 3, size, size), "mask": mask, "label": torch.tensor([1] + [0] * (n - 1))}
+
+
+def test_forward_is_a_probability_map_at_input_size():
+    maps = _module()(torch.rand(2, 3, 128, 128))
+    assert maps.shape == (2, 1, 128, 128) and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_training_step_returns_a_differentiable_loss_and_steps_lower_it():
+    torch.manual_seed(0)
+    module = _module()
+    optimizer = module.configure_optimizers()
+    batch = _batch()
+    losses = []
+    for _ in range(5):
+        loss = module.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_optimizer_is_adam_with_paper_settings_over_trainable_parameters_only():
+    module = _module()
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 1e-4 and group["weight_decay"] == 1e-2
+    assert all(p.requires_grad for p in group["params"])
+    frozen = [p for p in module.net.parameters() if not p.requires_grad]
+    assert frozen and not any(p is q for p in frozen for q in group["params"])
+
+
+def test_image_score_is_mean_of_top_k_pixels():
+    module = _module()
+    maps, scores = module.predict_maps_and_scores(torch.rand(2, 3, 128, 128))
+    expected = maps.flatten(1).topk(10, dim=1).values.mean(1)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_test_epoch_produces_the_four_metrics():
+    module = _module()
+    module.on_test_epoch_start()
+    for _ in range(2):
+        batch = _batch(4)
+        batch["label"] = torch.tensor([1, 0, 0, 0])
+        module.test_step(batch, 0)
+    module.log = lambda *a, **k: None  # no trainer attached in this unit test
+    module.on_test_epoch_end()
+    assert set(module.test_results) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}

@@ -1,0 +1,112 @@
+"""k-means prototypes (ratio semantics, determinism) and the PrototypeBank residuals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prn.models.prototypes import (PrototypeBank, build_prototypes, kmeans_prototypes,
+                                   nearest_prototype_indices, number_of_prototypes)
+
+
+def _clustered_points(seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.0] * 8, [10.0] * 8, [-10.0] * 8])
+    noise = torch.randn(60, 8, generator=generator) * 0.1
+    return centres.repeat_interleave(20, dim=0) + noise
+
+
+@pytest.mark.parametrize(("n", "ratio", "expected"), [(100, 0.1, 10), (209, 0.1, 21), (7, 0.1, 1),
+                                                      (3, 0.01, 1), (25, 0.5, 12), (10, 1.0, 10)])
+def test_number_of_prototypes_is_rounded_ratio_at_least_one(n: int, ratio: float, expected: int) -> None:
+    assert number_of_prototypes(n, ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.1, 1.5])
+def test_bad_ratio_raises(ratio: float) -> None:
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\]"):
+        kmeans_prototypes(torch.rand(10, 4), ratio=ratio)
+
+
+def test_ratio_one_returns_inputs_exactly() -> None:
+    features = torch.rand(12, 5)
+    assert torch.equal(kmeans_prototypes(features, ratio=1.0), features)
+
+
+def test_kmeans_finds_the_clusters_with_k_from_ratio() -> None:
+    points = _clustered_points()
+    centroids = kmeans_prototypes(points, ratio=0.05, iterations=50)
+    assert centroids.shape == (3, 8)
+    found = sorted(centroids.mean(1).round().tolist())
+    assert found == [-10.0, 0.0, 10.0]
+
+
+def test_kmeans_is_deterministic_for_a_seed() -> None:
+    features = torch.rand(80, 16)
+    first = kmeans_prototypes(features, ratio=0.1, iterations=20, seed=3)
+    again = kmeans_prototypes(features, ratio=0.1, iterations=20, seed=3)
+    assert torch.equal(first, again)
+
+
+def test_kmeans_rejects_non_matrix_input() -> None:
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        kmeans_prototypes(torch.rand(4, 3, 2))
+
+
+def test_build_prototypes_keeps_map_shape() -> None:
+    maps = [torch.rand(20, 4, 8, 8), torch.rand(20, 8, 4, 4)]
+    prototypes = build_prototypes(maps, ratio=0.1, iterations=5)
+    assert [tuple(p.shape) for p in prototypes] == [(2, 4, 8, 8), (2, 8, 4, 4)]
+
+
+def test_nearest_index_is_true_nearest_across_chunks() -> None:
+    torch.manual_seed(0)
+    prototypes = torch.randn(150, 32)
+    features = torch.randn(9, 32)
+    brute = torch.cdist(features, prototypes).argmin(1)
+    assert torch.equal(nearest_prototype_indices(features, prototypes, chunk=16), brute)
+
+
+def _fitted_bank() -> PrototypeBank:
+    bank = PrototypeBank(num_scales=2)
+    scale1 = torch.stack([torch.zeros(2, 2, 2), torch.full((2, 2, 2), 4.0), torch.full((2, 2, 2), -4.0)])
+    scale2 = torch.stack([torch.full((1, 2, 2), 1.0), torch.full((1, 2, 2), -1.0)])
+    bank.set_prototypes([scale1, scale2])
+    return bank
+
+
+def test_residual_uses_nearest_prototype_per_scale_independently() -> None:
+    bank = _fitted_bank()
+    # Whole-map L2 picks prototype 1 (value 4) although some elements are nearer 0.
+    features1 = torch.full((1, 2, 2, 2), 3.0)
+    features1[0, 0, 0, 0] = 1.0
+    features2 = torch.full((1, 1, 2, 2), -0.8)  # nearest at scale 2: the -1 prototype
+    residual1, residual2 = bank.residuals([features1, features2])
+    assert torch.allclose(residual1, (features1 - 4.0).abs())
+    assert torch.allclose(residual2, torch.full((1, 1, 2, 2), 0.2))
+
+
+def test_residuals_before_fitting_explain_the_fix() -> None:
+    with pytest.raises(RuntimeError, match="PrototypeCallback.*set_prototypes"):
+        PrototypeBank().residuals([torch.rand(1, 1, 2, 2)] * 3)
+
+
+def test_residual_shape_mismatch_mentions_image_size() -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        _fitted_bank().residuals([torch.rand(1, 2, 4, 4), torch.rand(1, 1, 2, 2)])
+
+
+def test_state_dict_round_trip_into_empty_bank() -> None:
+    bank = _fitted_bank()
+    fresh = PrototypeBank(num_scales=2)
+    assert not fresh.is_fitted
+    fresh.load_state_dict(bank.state_dict())
+    assert fresh.is_fitted
+    assert all(torch.equal(a, b) for a, b in zip(fresh.prototypes(), bank.prototypes()))
+
+
+def test_state_dict_round_trip_inside_a_parent_module() -> None:
+    parent = torch.nn.Sequential(torch.nn.Identity(), _fitted_bank())
+    fresh = torch.nn.Sequential(torch.nn.Identity(), PrototypeBank(num_scales=2))
+    fresh.load_state_dict(parent.state_dict())
+    assert fresh[1].prototypes_1.shape == (3, 2, 2, 2)
