@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from prn.models import PRNet
 
@@ -76,6 +77,18 @@ def forward_breakdown(net: PRNet, images: torch.Tensor, repeats: int) -> dict[st
     return times
 
 
+def forward_gflops(net: PRNet, images: torch.Tensor) -> dict[str, float]:
+    """GFLOPs per image of one forward pass per top-level part (load-independent, unlike timings)."""
+    counter = FlopCounterMode(display=False, depth=3)
+    with torch.no_grad(), counter:
+        net(images)
+    per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    parts = {name.removeprefix("PRNet."): flops for name, flops in per_module.items()
+             if name.count(".") == 1 or (name.startswith("PRNet.msa.") and name.count(".") == 2)}
+    parts["total"] = per_module["Global"]
+    return {name: flops / images.shape[0] / 1e9 for name, flops in parts.items()}
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -104,6 +117,8 @@ def main() -> None:
     print(f"forward (eval, no_grad): {forward:.3f} s/batch = {forward / args.batch * 1e3:.1f} ms/image")
     print(f"forward+backward (train): {train:.3f} s/batch = {train / args.batch * 1e3:.1f} ms/image")
     net.eval()
+    for name, gflops in forward_gflops(net, images).items():
+        print(f"forward GFLOPs/image {name:>16}: {gflops:7.2f}")
     parts = forward_breakdown(net, images, args.repeats)
     total = sum(parts.values())
     for name, seconds in parts.items():

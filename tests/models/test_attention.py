@@ -45,7 +45,9 @@ def test_shape_preserved_and_params_match_formula() -> None:
     stack = MSAStack(channels, depth=3)
     maps = torch.rand(2, channels, 16, 8)
     assert stack(maps).shape == maps.shape
-    assert sum(p.numel() for p in stack.parameters()) == 3 * (30 * channels ** 2 + 9 * channels)
+    hidden = channels // 4  # bottleneck width of the residual block
+    per_block = 4 * channels ** 2 + 7 * channels + 2 * channels * hidden + 9 * hidden ** 2 + 4 * hidden
+    assert sum(p.numel() for p in stack.parameters()) == 3 * per_block
 
 
 def test_bad_channels_and_sizes_raise() -> None:

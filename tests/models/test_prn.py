@@ -7,12 +7,13 @@ import itertools
 import pytest
 import torch
 
-from prn.models import MSAStack, MultiScaleFusion, PRNet, PrototypeBank, build_prototypes
+from prn.models import MSAStack, MultiScaleFusion, MultiSizeSelfAttention, PRNet, PrototypeBank, build_prototypes
 
 
-def _fitted_net(size: tuple[int, int] = (128, 128), **switches: bool) -> PRNet:
+def _fitted_net(size: tuple[int, int] = (128, 128), msa_depth: int = 1, **switches: bool) -> PRNet:
+    """A random-encoder PRNet with prototypes; MSA depth 1 keeps the tests fast."""
     torch.manual_seed(0)
-    net = PRNet(encoder_weights=None, **switches)
+    net = PRNet(encoder_weights=None, msa_depth=msa_depth, **switches)
     if net.needs_prototypes:
         normal_images = torch.rand(3, 3, *size)
         net.set_prototypes(build_prototypes(net.prototype_features(normal_images), ratio=1.0))
@@ -46,7 +47,8 @@ def test_every_switch_combination_trains(use_mp: bool, use_msa: bool, use_mf: bo
 
 
 def test_frozen_encoder_gets_no_grad_and_keeps_bn_stats() -> None:
-    net = _fitted_net().train()
+    net = _fitted_net(msa_depth=3).train()
+    assert _count(net, MultiSizeSelfAttention) == 9  # paper: N = 3 per scale
     frozen_keys = [k for k in net.state_dict() if k.startswith(("encoder.conv1", "encoder.bn1", "encoder.layer1",
                                                                 "encoder.layer2", "encoder.layer3"))]
     before = {k: net.state_dict()[k].clone() for k in frozen_keys}
@@ -76,7 +78,7 @@ def test_forward_without_prototypes_explains_the_fix() -> None:
 def test_checkpoint_with_prototypes_loads_into_fresh_net() -> None:
     net = _fitted_net().eval()
     images = torch.rand(1, 3, 128, 128)
-    fresh = PRNet(encoder_weights=None).eval()
+    fresh = PRNet(encoder_weights=None, msa_depth=1).eval()
     fresh.load_state_dict(net.state_dict())
     assert fresh.prototypes.prototypes_1.shape == (3, 64, 32, 32)
     with torch.no_grad():

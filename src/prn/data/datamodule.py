@@ -9,6 +9,7 @@ removed from the test set, and the resulting split is written to ``split.json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,8 @@ from prn.data.training import (
 )
 from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPool
 
+log = logging.getLogger(__name__)
+
 Scanner = Callable[[Path, str], DatasetSplit]
 SEEN_FROM_CHOICES = ("test", "train")
 DEFAULT_COMPOSITION = {"normal": 0.5, "seen": 0.5}
@@ -42,32 +45,51 @@ DEFAULT_COMPOSITION = {"normal": 0.5, "seen": 0.5}
 
 @dataclass(frozen=True)
 class ResolvedSplit:
-    """The split actually used: seen anomalies already removed from wherever they came from."""
+    """The split actually used: seen anomalies already removed from wherever they came from.
+
+    ``seen_candidates`` counts the anomalies the seen ones were drawn from; those not drawn
+    stay in the test set (``seen_from="test"``) or go unused (``seen_from="train"``).
+    """
 
     train_normal: list[Record]
     seen: list[Record]
     test: list[Record]
+    seen_candidates: int = 0
+    pixel_labels: bool = True
 
 
 class EvalImageSet(Dataset):
-    """Pre-decoded images for evaluation; ``masks[i] is None`` means an all-zero mask."""
+    """Pre-decoded images for evaluation; ``masks[i] is None`` means an all-zero mask.
 
-    def __init__(self, records: Sequence[Record], images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> None:
+    ``with_masks=False`` (test anomalies without ground truth) leaves the ``mask`` key out,
+    which is how the test step knows to skip the pixel metrics.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray | None],
+        with_masks: bool = True,
+    ) -> None:
         self.records, self.images, self.masks = list(records), list(images), list(masks)
+        self.with_masks = with_masks
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         record, image, mask = self.records[index], self.images[index], self.masks[index]
-        mask_values = np.zeros(image.shape[:2], dtype=np.float32) if mask is None else mask.astype(np.float32)
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
-            "mask": torch.from_numpy(mask_values)[None],
             "label": torch.tensor(record.label, dtype=torch.int64),
             "path": str(record.image_path),
             "defect_type": record.defect_type,
         }
+        if self.with_masks:
+            mask_values = np.zeros(image.shape[:2], dtype=np.float32) if mask is None else mask.astype(np.float32)
+            item["mask"] = torch.from_numpy(mask_values)[None]
+        return item
 
 
 class AnomalyDataModule(LightningDataModule):
@@ -172,6 +194,8 @@ class AnomalyDataModule(LightningDataModule):
             "seed": self.seed,
             "num_seen_anomalies": len(split.seen),
             "seen_from": self.seen_from,
+            "seen_source": self._seen_source(),
+            "pixel_labels": split.pixel_labels,
             "image_size": list(self.image_size),
             "counts": {
                 "train_normal": len(split.train_normal),
@@ -185,20 +209,43 @@ class AnomalyDataModule(LightningDataModule):
             "test": [self._relative(record.image_path) for record in split.test],
         }
 
+    def _seen_source(self) -> dict[str, Any]:
+        """Where the seen anomalies came from and what happened to the ones not drawn."""
+        split = self.split
+        not_drawn = split.seen_candidates - len(split.seen)
+        return {
+            "split": self.seen_from,
+            "candidates": split.seen_candidates,
+            "drawn": len(split.seen),
+            "not_drawn": not_drawn,
+            "not_drawn_go_to": "test" if self.seen_from == "test" else "unused",
+        }
+
     def _resolve_split(self) -> ResolvedSplit:
         found = self.scanner(self.root, self.category)
         option = "dataset.num_seen_anomalies"
         if self.seen_from == "test":
-            seen, _ = draw_seen_anomalies([r for r in found.test if r.label == 1], self.num_seen_anomalies, self.seed, option)
+            candidates = [r for r in found.test if r.label == 1]
+            seen, _ = draw_seen_anomalies(candidates, self.num_seen_anomalies, self.seed, option)
             seen_paths = {record.image_path for record in seen}
             test = [record for record in found.test if record.image_path not in seen_paths]
         else:
-            seen, _ = draw_seen_anomalies(found.train_anomalous, self.num_seen_anomalies, self.seed, option)
+            candidates = list(found.train_anomalous)
+            seen, _ = draw_seen_anomalies(candidates, self.num_seen_anomalies, self.seed, option)
             test = list(found.test)
         missing_masks = [str(record.image_path) for record in seen if record.mask_path is None]
         if missing_masks:
-            raise DatasetError(f"seen anomalies without a ground-truth mask: {missing_masks}; the scanner must give every anomaly a mask.")
-        return ResolvedSplit(train_normal=list(found.train_normal), seen=seen, test=test)
+            raise DatasetError(
+                f"seen anomalies without a ground-truth mask: {missing_masks}; training needs their masks. "
+                "Add the masks, or draw the seen anomalies from a split that has them (dataset.seen_from)."
+            )
+        return ResolvedSplit(
+            train_normal=list(found.train_normal),
+            seen=seen,
+            test=test,
+            seen_candidates=len(candidates),
+            pixel_labels=found.pixel_labels,
+        )
 
     def _setup_fit(self) -> None:
         if self._train_set is not None:
@@ -216,16 +263,24 @@ class AnomalyDataModule(LightningDataModule):
             category=self.category,
             is_texture=self.is_texture,
         )
-        sources = {name: factory(self.pool) for name, factory in self.generators.items()}
+        # Only the sources a batch draws from are built: a switched-off strategy costs nothing
+        # and cannot fail on inputs it would never use (e.g. no DTD folder with HEA off).
+        sources = {name: factory(self.pool) for name, factory in self.generators.items() if self.composition.get(name, 0.0) > 0}
         self._train_set = ComposedTrainingSet(self.pool, sources, self.composition)
 
     def _setup_test(self) -> None:
         if self._test_set is not None:
             return
-        records = self.split.test
+        records, pixel_labels = self.split.test, self.split.pixel_labels
+        if not pixel_labels:
+            log.warning(
+                "Test anomalies of %s/%s have no ground-truth masks: only image-level metrics (image AUROC) "
+                "are computed; pixel AUROC, AUPRO and pixel AP are skipped.",
+                self.root, self.category,
+            )
         images = decode_images([record.image_path for record in records], self.image_size)
-        masks = decode_masks([record.mask_path for record in records], self.image_size)
-        self._test_set = EvalImageSet(records, images, masks)
+        masks = decode_masks([record.mask_path for record in records], self.image_size) if pixel_labels else [None] * len(records)
+        self._test_set = EvalImageSet(records, images, masks, with_masks=pixel_labels)
 
     def _foregrounds(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Object categories get one bool mask per normal image; textures (or no fn) get None."""

@@ -48,6 +48,22 @@ def image_size_of(path: Path) -> tuple[int, int]:
     return height, width
 
 
+def require_same_size(image_path: Path, mask_path: Path) -> None:
+    """Fail unless the mask has its image's native size (a swapped or resized file is a data bug)."""
+    image_size, mask_size = image_size_of(image_path), image_size_of(mask_path)
+    if image_size != mask_size:
+        raise DatasetError(
+            f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} (h x w) but its image {image_path} is "
+            f"{image_size[0]}x{image_size[1]}; masks must have their image's native size, fix or replace one of them."
+        )
+
+
+def mask_is_empty(path: Path) -> bool:
+    """True when no pixel of the mask is non-zero (KolektorSDD2 labels normal images by empty masks)."""
+    values = np.asarray(_open_decoded(path))
+    return not values.any()
+
+
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Decode ``path`` as RGB ``uint8`` ``(h, w, 3)``, resized bilinearly with antialiasing."""
     image = _open_decoded(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +24,16 @@ class Record:
 @dataclass(frozen=True)
 class DatasetSplit:
     """What a scanner finds: normal training images, labelled training anomalies (most
-    benchmarks have none) and the test set."""
+    benchmarks have none) and the test set.
+
+    ``pixel_labels`` is False when the test anomalies come without masks (a user's own
+    folder): the test loader then yields no ``mask`` and only image metrics are computed.
+    """
 
     train_normal: list[Record]
     train_anomalous: list[Record]
     test: list[Record]
+    pixel_labels: bool = True
 
 
 def draw_seen_anomalies(
@@ -51,3 +56,48 @@ def draw_seen_anomalies(
     seen = [record for index, record in enumerate(ordered) if index in chosen]
     rest = [record for index, record in enumerate(ordered) if index not in chosen]
     return seen, rest
+
+
+# Helpers shared by the folder-layout scanners (MVTec, BTAD, DAGM, KolektorSDD2, folder).
+
+
+def require_dataset_root(root: Path, hint: str) -> Path:
+    """``root`` if it is a folder; otherwise an error that says how to get the data (``hint``)."""
+    if not root.is_dir():
+        raise DatasetError(f"dataset.root={root} does not exist. Set dataset.root=<the dataset folder> or {hint}.")
+    return root
+
+
+def find_category_dir(root: Path, category: str, is_category: Callable[[Path], bool], hint: str) -> Path:
+    """``root/category``, or an error listing the categories that do exist under ``root``."""
+    require_dataset_root(root, hint)
+    category_dir = root / category
+    if not category or not category_dir.is_dir() or not is_category(category_dir):
+        found = [path.name for path in subdirs(root) if is_category(path)]
+        raise DatasetError(
+            f"dataset.category={category!r} not found under {root}; categories found: {found or 'none'}. "
+            "Set dataset.category to one of them."
+        )
+    return category_dir
+
+
+def require_dir(path: Path, what: str, layout: str) -> Path:
+    """``path`` if it is a folder; otherwise an error naming it, what belongs in it and the layout."""
+    if not path.is_dir():
+        raise DatasetError(f"missing folder {path} ({what}); the data does not follow the {layout} layout.")
+    return path
+
+
+def subdirs(folder: Path) -> list[Path]:
+    """Visible sub-folders of ``folder``, sorted by name."""
+    return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+
+
+def find_by_stem(folder: Path, stems: Sequence[str], suffixes: Sequence[str]) -> Path | None:
+    """The first existing ``folder/<stem><suffix>`` (stems in order, suffixes in either case), or None."""
+    for stem in stems:
+        for suffix in suffixes:
+            for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+                if candidate.is_file():
+                    return candidate
+    return None

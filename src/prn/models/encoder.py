@@ -84,6 +84,7 @@ class ResNet18Encoder(nn.Module):
             backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.weights_report = "random: loading not finished"
         self.weights_report = self._load_weights(weights, allow_random_fallback)
         for module in self.frozen_modules():
             module.requires_grad_(False)
@@ -121,7 +122,7 @@ class ResNet18Encoder(nn.Module):
     def _apply_state_dict(self, state_dict: dict[str, Tensor], source: str) -> str:
         """Load stem/layer1-4; layer4 may be missing (reported), anything else must match."""
         wanted = {k: v for k, v in state_dict.items() if not k.startswith(IGNORED_PREFIXES)}
-        own = self.state_dict()
+        own = {k: v for k, v in self.state_dict().items() if isinstance(v, Tensor)}
         unexpected = sorted(set(wanted) - set(own))
         missing = sorted(set(own) - set(wanted))
         missing_required = [k for k in missing if not k.startswith(TRAINABLE_PREFIXES)]
@@ -142,6 +143,14 @@ class ResNet18Encoder(nn.Module):
             logger.warning("Encoder weights from %s have no layer4 keys: layer4 stays RANDOM", source)
             return "stem+layer1-3 loaded; layer4 random (missing keys)"
         return "stem+layer1-4 loaded (all keys)"
+
+    def get_extra_state(self) -> dict[str, str]:
+        """Save `weights_report` in checkpoints: a net rebuilt with weights=None to load a
+        checkpoint must still report the weights it was trained with."""
+        return {"weights_report": self.weights_report}
+
+    def set_extra_state(self, state: dict[str, str]) -> None:
+        self.weights_report = state["weights_report"]
 
     def normalize(self, images: Tensor) -> Tensor:
         return (images - self.mean) / self.std

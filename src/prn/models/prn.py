@@ -54,7 +54,8 @@ class PRNet(nn.Module):
     """PRN: [0,1] images [B, 3, H, W] -> anomaly logits [B, 1, H, W]."""
 
     def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
-                 use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3) -> None:
+                 use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
+                 msa_reduction: int = 4) -> None:
         super().__init__()
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
@@ -63,7 +64,7 @@ class PRNet(nn.Module):
         self.prototypes = PrototypeBank(len(skip_channels)) if use_mp else None
         self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
         self.residual_fusion = MultiScaleFusion(skip_channels) if use_mf and use_mp else None
-        self.msa = nn.ModuleList(MSAStack(c, msa_depth) for c in branch_channels) if use_msa else None
+        self.msa = nn.ModuleList(MSAStack(c, msa_depth, reduction=msa_reduction) for c in branch_channels) if use_msa else None
         self.output_fusion = MultiScaleFusion(branch_channels) if use_mf else None
         self.decoder = UNetDecoder(branch_channels, self.encoder.channels[3])
 

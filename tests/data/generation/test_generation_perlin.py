@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prn.data.generation.perlin import perlin_mask, perlin_noise, random_perlin_resolution
+from prn.data.generation.perlin import perlin_field, perlin_mask, perlin_mask_within, perlin_noise, random_perlin_resolution
 
 
 def test_noise_has_requested_shape_for_sizes_not_divisible_by_resolution():
@@ -45,3 +45,21 @@ def test_higher_threshold_gives_smaller_masks():
 def test_invalid_threshold_is_rejected():
     with pytest.raises(ValueError, match="threshold"):
         perlin_mask((32, 32), np.random.default_rng(0), threshold=1.5)
+
+
+def test_mask_within_region_stays_inside_and_covers_the_minimum():
+    region = np.zeros((64, 64), bool)
+    region[40:56, 5:20] = True
+    for seed in range(20):
+        mask = perlin_mask_within(region, np.random.default_rng(seed), min_fraction=0.3)
+        assert not (mask & ~region).any()
+        assert mask.sum() >= 0.3 * region.sum()
+        assert np.array_equal(mask, perlin_mask_within(region, np.random.default_rng(seed), min_fraction=0.3))
+
+
+def test_mask_within_keeps_the_threshold_when_blobs_already_cover_enough():
+    region = np.ones((64, 64), bool)
+    plain = perlin_field((64, 64), np.random.default_rng(4)) > 0.2
+    assert plain.mean() >= 0.01
+    within = perlin_mask_within(region, np.random.default_rng(4), threshold=0.2, min_fraction=0.01)
+    assert np.array_equal(within, plain)
