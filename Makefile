@@ -27,7 +27,7 @@ test: install ## fast suite (slow-marked tests excluded)
 test-all: install ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)
 
-preview: install ## PNG grid of generated anomalies: make preview ARGS="--root ... --category bottle"
+preview: install ## PNG grid of generated anomalies: make preview ARGS="dataset=mvtec category=bottle root=..."
 	$(PY) -m prn.tools.preview_generation $(ARGS)
 
 benchmark: install ## model speed and metric memory on this machine
@@ -36,3 +36,4 @@ benchmark: install ## model speed and metric memory on this machine
 
 clean-logs:
 	rm -rf logs/train logs/eval
+include make/tables.mk

@@ -23,6 +23,7 @@ def trained(tmp_path_factory):
     cfg = _compose("train", [
         f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}",
         "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "logger=csv",
+        "dataset.datamodule.num_train=16", "dataset.datamodule.num_test_good=4", "dataset.datamodule.num_test_per_defect=4",
     ])
     return cfg, train(cfg)
 

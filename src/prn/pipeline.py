@@ -20,6 +20,7 @@ from prn.lightning.callbacks import PrototypeCallback
 from prn.lightning.module import PRNModule
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.results import print_results, provenance, write_results
+from prn.utils.wandb import report_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def build_datamodule(cfg: DictConfig, run_dir: Path) -> L.LightningDataModule:
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
     """Lightning trainer with the configured loggers and a rich progress bar."""
     loggers = [hydra.utils.instantiate(conf) for conf in cfg.get("logger", {}).values()]
-    return hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, RichProgressBar()], logger=loggers or False)
+    callbacks = [*callbacks, *report_callbacks(loggers), RichProgressBar()]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
 def _net_config_without_download(ckpt: Path) -> dict[str, Any]:
@@ -105,17 +107,19 @@ def _report(
     """Write ``results.json`` / ``results.md`` and print the table."""
     notes = []
     weights_report = module.net.encoder.weights_report
-    if "random" in weights_report:
+    if weights_report.startswith("random"):
         notes.append(f"encoder weights: {weights_report} — numbers are not comparable to an ImageNet encoder")
     skipped = getattr(module.metrics, "skipped", [])
     notes.extend(skipped)
     result = {
         **header,
         "metrics": module.test_results,
+        "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
         "split": _split_counts(datamodule),
         "encoder_weights": weights_report,
         "notes": notes,
         "run_dir": str(run_dir),
+        "config": OmegaConf.to_container(cfg, resolve=True),
         **provenance(cfg.seed, time.perf_counter() - start, extra),
     }
     write_results(run_dir, result)

@@ -1,51 +1,34 @@
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from prn.tools.preview_generation import main
+from prn.tools.preview_generation import preview
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-def _write_category(root: Path, size: int = 48) -> None:
-    rng = np.random.default_rng(0)
-    category = root / "puck"
-    disc = np.zeros((size, size), np.uint8)
-    cv2.circle(disc, (size // 2, size // 2), size // 3, 1, -1)
-
-    def picture() -> np.ndarray:
-        image = np.full((size, size, 3), 230, np.uint8)
-        image[disc > 0] = rng.integers(40, 90, (int(disc.sum()), 3))
-        return image
-
-    for folder in ("train/good", "test/dent", "ground_truth/dent"):
-        (category / folder).mkdir(parents=True)
-    for index in range(5):
-        Image.fromarray(picture()).save(category / "train" / "good" / f"{index:03d}.png")
-    for index in range(3):
-        image, mask = picture(), np.zeros((size, size), np.uint8)
-        mask[20:28, 20:30] = 255
-        image[mask > 0] = (255, 0, 0)
-        Image.fromarray(image).save(category / "test" / "dent" / f"{index:03d}.png")
-        Image.fromarray(mask).save(category / "ground_truth" / "dent" / f"{index:03d}_mask.png")
+def _cfg(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("preview", overrides=[
+            f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}", "schedule=smoke",
+            "category=discs", "dataset.datamodule.num_train=8", "dataset.datamodule.num_test_good=2",
+            "dataset.datamodule.num_test_per_defect=2", "seen=3", "num_samples=4", *overrides,
+        ])
 
 
-@pytest.mark.parametrize("switches", [[], ["--no-ea", "--no-ta"]])
-def test_preview_writes_a_grid(tmp_path, switches):
-    _write_category(tmp_path / "data")
-    out = main(["--root", str(tmp_path / "data"), "--category", "puck", "--no-hea", "--n", "4", "--size", "48",
-                "--out", str(tmp_path / "grid.png"), "--cache-dir", str(tmp_path / "cache"), *switches])
+def test_preview_renders_generated_samples_of_the_real_batch_plan(tmp_path):
+    out = preview(_cfg(tmp_path))
     width, height = Image.open(out).size
-    assert width == 2 * 3 * 48 + 8 and height == 2 * (48 + 18)
+    assert width == 2 * 3 * 128 + 8 and height == 2 * (128 + 18)
 
 
-def test_preview_without_dtd_but_hea_on_names_the_option(tmp_path):
-    _write_category(tmp_path / "data")
-    with pytest.raises(ValueError, match="generation.dtd_dir"):
-        main(["--root", str(tmp_path / "data"), "--category", "puck", "--n", "2", "--size", "48", "--out", str(tmp_path / "g.png")])
+def test_preview_with_generation_off_shows_seen_anomalies(tmp_path):
+    out = preview(_cfg(tmp_path, "generation=none", "num_samples=2"))
+    assert Image.open(out).size[1] == 128 + 18
 
 
-def test_preview_missing_category_is_reported(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train/good"):
-        main(["--root", str(tmp_path), "--category", "nothing", "--out", str(tmp_path / "g.png")])
+def test_preview_with_hea_but_no_dtd_names_the_option(tmp_path):
+    with pytest.raises(Exception, match="generation.dtd_dir"):
+        preview(_cfg(tmp_path, "generation.hea=true", f"generation.dtd_dir={tmp_path / 'missing'}"))

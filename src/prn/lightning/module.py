@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import lightning as L
 import torch
 
@@ -43,6 +45,8 @@ class PRNModule(L.LightningModule):
         self.loss = PRNLoss(focal_weight, focal_alpha, focal_gamma)
         self.metrics = AnomalyMetrics()
         self.test_results: dict[str, float] = {}
+        self.inference_seconds = 0.0
+        self.inference_images = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Anomaly map in [0, 1], shape ``[B, 1, H, W]``."""
@@ -61,11 +65,17 @@ class PRNModule(L.LightningModule):
         self.log("train/focal", losses["focal"], batch_size=batch_size)
         return losses["loss"]
 
+    @property
+    def inference_seconds_per_image(self) -> float:
+        """Network time per test image (map + score, no data loading), paper Table 3."""
+        return self.inference_seconds / max(self.inference_images, 1)
+
     def on_test_epoch_start(self) -> None:
         self.metrics.reset()
+        self.inference_seconds, self.inference_images = 0.0, 0
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        maps, scores = self.predict_maps_and_scores(batch["image"])
+        maps, scores = self._timed_inference(batch["image"])
         masks = batch.get("mask")
         self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu())
 
@@ -73,6 +83,17 @@ class PRNModule(L.LightningModule):
         self.test_results = self.metrics.compute()
         for name, value in self.test_results.items():
             self.log(f"test/{name}", value)
+
+    def _timed_inference(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.is_cuda:
+            torch.cuda.synchronize(images.device)
+        start = time.perf_counter()
+        maps, scores = self.predict_maps_and_scores(images)
+        if images.is_cuda:
+            torch.cuda.synchronize(images.device)
+        self.inference_seconds += time.perf_counter() - start
+        self.inference_images += images.shape[0]
+        return maps, scores
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         maps, scores = self.predict_maps_and_scores(batch["image"])

@@ -1,0 +1,1 @@
+"""Paper tables from sweeps: the paper's numbers as data and the aggregator beside them."""

@@ -1,0 +1,90 @@
+"""Aggregator: paper values load, jobs land in the right rows, gaps show as missing."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prn.reporting.aggregate import MISSING, aggregate, build_rows, collect_jobs, load_paper_tables, main
+
+
+def _write_job(sweep: Path, name: str, config: dict, metrics: dict, seconds: float = 0.05) -> None:
+    run_dir = sweep / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps({"metrics": metrics, "inference_seconds_per_image": seconds, "seed": 0}))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def _mvtec(category: str, **extra) -> dict:
+    return {"dataset": {"name": "mvtec"}, "category": category, **extra}
+
+
+METRICS = {"image_auroc": 0.99, "pixel_auroc": 0.98, "pixel_aupro": 0.95, "pixel_ap": 0.70}
+
+
+def test_paper_values_are_transcribed_with_the_right_shapes():
+    tables = load_paper_tables()
+    assert set(tables) == {f"table{n}" for n in range(1, 9)}
+    table1 = {row["id"]: row for row in tables["table1"]["rows"]}
+    assert len(table1) == 16 and table1["carpet"]["paper"]["PRN"] == [99.7, 99.0]
+    assert table1["mean"]["paper"]["PRN"] == [99.4, 99.0]
+    assert {row["id"]: row for row in tables["table2"]["rows"]}["mean"]["paper"]["PRN"] == [96.1, 78.6]
+    assert tables["table3"]["rows"][0]["paper"]["PRN"][-1] == 0.064
+    assert [row["paper"]["PRN"][0] for row in tables["table7"]["rows"]] == [98.8, 99.2, 99.4]
+    assert {row["id"]: row for row in tables["table8"]["rows"]}["ksdd2"]["paper"]["PRN"] == [96.4, 97.6, 94.9, 72.5]
+
+
+def test_bad_paper_table_names_the_file_and_row(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"tables": {"t": {"metrics": ["image_auroc"], "rows": [{"id": "r", "paper": {"PRN": [1, 2]}}]}}}))
+    with pytest.raises(ValueError, match="bad.yaml: t row r"):
+        load_paper_tables(bad)
+
+
+def test_ablation_rows_average_categories_and_show_differences(tmp_path):
+    spec = load_paper_tables()["table4"]
+    full = {"model": {"net": {"use_mp": True, "use_msa": True, "use_mf": True}}}
+    _write_job(tmp_path, "0_bottle", _mvtec("bottle", **full), METRICS)
+    _write_job(tmp_path, "1_screw", _mvtec("screw", **full), {**METRICS, "image_auroc": 0.97})
+    rows = {row.id: row for row in build_rows(spec, collect_jobs(tmp_path))}
+    assert rows["full"].ours["image_auroc"] == pytest.approx(98.0) and len(rows["full"].jobs) == 2
+    assert rows["baseline"].ours == {}
+    markdown, _ = aggregate("table4", tmp_path)
+    text = markdown.read_text()
+    assert "| U-Net + MP + MSA + MF (PRN) | 2/15 | 98.0 | 99.4 | -1.4 |" in text
+    assert f"| U-Net | 0/15 | {MISSING} | 97.4 | – |" in text and "SMOKE" not in text
+
+
+def test_partial_table1_mean_row_and_csv(tmp_path):
+    _write_job(tmp_path, "0_bottle", _mvtec("bottle"), METRICS)
+    (tmp_path / "1_cable").mkdir()  # a job that died before writing results.json
+    markdown, table_csv = aggregate("table1", tmp_path, out_dir=tmp_path / "out")
+    rows = {row["row"]: row for row in csv.DictReader(table_csv.open())}
+    assert rows["bottle"]["image_auroc_ours"] == "99.0" and rows["bottle"]["image_auroc_diff"] == "-1.0"
+    assert rows["cable"]["image_auroc_ours"] == "" and rows["cable"]["image_auroc_paper"] == "98.9"
+    assert rows["mean"]["jobs"] == "1" and float(rows["mean"]["pixel_auroc_ours"]) == pytest.approx(98.0)
+    assert "DevNet" in markdown.read_text()  # other methods quoted for context
+
+
+def test_smoke_jobs_get_their_own_rows_and_a_banner(tmp_path):
+    for num, category in enumerate(["tiles", "discs"]):
+        _write_job(tmp_path, f"{num}_{category}", {"dataset": {"name": "synthetic"}, "category": category, "seen": 5}, METRICS)
+    markdown, _ = aggregate("table7", tmp_path)
+    text = markdown.read_text()
+    assert "SMOKE RUN on synthetic data" in text
+    assert "| 5 seen | 2/15 | 99.0 |" in text and "| 1 seen | 0/15 | missing |" in text
+
+
+def test_time_column_stays_in_seconds(tmp_path):
+    _write_job(tmp_path, "0_bottle", _mvtec("bottle", model={"prototypes": {"ratio": 0.1}}), METRICS, seconds=0.0712)
+    text = aggregate("table6", tmp_path)[0].read_text()
+    assert "| PRN 10% | 1/15 | 99.0 | 99.4 | -0.4 | 98.0 | 99.0 | -1.0 | 95.0 | 96.1 | -1.1 | 70.0 | 78.6 | -8.6 | 0.071 | 0.064 | +0.007 |" in text
+
+
+def test_cli_errors_name_the_option(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--sweep-dir"):
+        main(["--table", "table1", "--sweep-dir", str(tmp_path / "nope")])
+    with pytest.raises(KeyError, match="--table 'table9'"):
+        main(["--table", "table9", "--sweep-dir", str(tmp_path)])
