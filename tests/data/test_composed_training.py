@@ -154,3 +154,17 @@ def test_worker_count_does_not_change_batches():
         return [batch["image"] for batch in loader]
 
     assert all(torch.equal(a, b) for a, b in zip(first_batches(0), first_batches(2), strict=True))
+
+
+def test_replicas_split_one_epoch_plan_into_equal_disjoint_shares():
+    composition = {"normal": 0.5, "seen": 0.5}
+    whole = list(ComposedBatchSampler(10, composition, batch_size=4, seed=3))
+    shares = [list(ComposedBatchSampler(10, composition, batch_size=4, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 3  # 5 batches, padded to 3 steps each
+    assert shares[0][:2] + shares[1][:2] == [whole[0], whole[2], whole[1], whole[3]]
+    assert shares[0][2] == whole[4] and shares[1][2] == whole[0]  # wraps round to keep steps equal
+
+
+def test_rank_outside_the_replicas_is_rejected():
+    with pytest.raises(DatasetError, match="rank"):
+        ComposedBatchSampler(10, {"normal": 1.0}, batch_size=2, seed=0, num_replicas=2, rank=2)

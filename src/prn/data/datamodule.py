@@ -162,7 +162,11 @@ class AnomalyDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._setup_fit()
-        sampler = ComposedBatchSampler(len(self.pool.normals), self.composition, self.batch_size, self.seed)
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = ComposedBatchSampler(
+            len(self.pool.normals), self.composition, self.batch_size, self.seed, num_replicas=replicas, rank=rank
+        )
         return self._loader(self._train_set, batch_sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:

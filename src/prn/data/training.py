@@ -104,10 +104,21 @@ class ComposedBatchSampler:
     An epoch is one pass over the normal images in the normal slots; the last batch is
     topped up with normals from a fresh permutation so every batch keeps the same
     composition. Generated slots draw their base normal image at random.
+
+    Under data parallelism (``num_replicas`` > 1) every process builds the same epoch plan
+    and takes every ``num_replicas``-th batch from ``rank`` on, wrapping round so that
+    all processes make the same number of steps (DDP would hang otherwise).
     """
 
     def __init__(
-        self, num_normals: int, composition: Mapping[str, float], batch_size: int, seed: int, shuffle: bool = True
+        self,
+        num_normals: int,
+        composition: Mapping[str, float],
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if isinstance(num_normals, bool) or not isinstance(num_normals, (int, np.integer)) or num_normals < 1:
             raise DatasetError(f"ComposedBatchSampler needs at least one normal image, got num_normals={num_normals!r}.")
@@ -119,25 +130,40 @@ class ComposedBatchSampler:
         self.seed = int(seed)
         self.shuffle = shuffle
         self.epoch = 0
+        if not 0 <= rank < num_replicas:
+            raise DatasetError(f"ComposedBatchSampler rank={rank} must be in [0, num_replicas={num_replicas}).")
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.sampler = _EpochForwarder(self)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches ``__iter__`` yields (same seed + epoch -> same batches)."""
         self.epoch = int(epoch)
 
-    def __len__(self) -> int:
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches of the whole epoch plan, over all processes."""
         return math.ceil(self.num_normals / self.counts[NORMAL])
 
+    def __len__(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.num_replicas)
+
     def __iter__(self) -> Iterator[list[SlotPlan]]:
+        plan = self._epoch_plan()
+        for step in range(len(self)):
+            yield plan[(step * self.num_replicas + self.rank) % len(plan)]
+
+    def _epoch_plan(self) -> list[list[SlotPlan]]:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
         normal_slots = self.counts[NORMAL]
-        normal_order = self._normal_order(rng, len(self) * normal_slots)
-        for batch in range(len(self)):
+        normal_order = self._normal_order(rng, self.batches_per_epoch * normal_slots)
+        plan = []
+        for batch in range(self.batches_per_epoch):
             slots = [(NORMAL, int(index)) for index in normal_order[batch * normal_slots : (batch + 1) * normal_slots]]
             for name, count in self.counts.items():
                 if name != NORMAL:
                     slots.extend((name, int(index)) for index in rng.integers(self.num_normals, size=count))
-            yield [(name, index, item_seed(self.seed, self.epoch, batch, position)) for position, (name, index) in enumerate(slots)]
+            plan.append([(name, index, item_seed(self.seed, self.epoch, batch, position)) for position, (name, index) in enumerate(slots)])
+        return plan
 
     def _normal_order(self, rng: np.random.Generator, length: int) -> np.ndarray:
         """Each normal once, then more passes only to fill the last batch."""
