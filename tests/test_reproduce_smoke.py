@@ -37,6 +37,7 @@ def test_table8_cells_pair_dataset_and_category():
     assert cfg.dataset.name == "btad" and cfg.category == "02" and cfg.epochs == 700
 
 
+@pytest.mark.slow  # ~80 s on 2 busy cores (synthetic data is generated afresh)
 def test_in_process_job_lands_in_its_table_row(tmp_path):
     """Fast variant of the sweep below: one smoke job of Table 7 written like a sweep job."""
     run_dir = tmp_path / "sweep" / "0_synthetic_tiles"

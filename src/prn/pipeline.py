@@ -109,8 +109,7 @@ def _report(
     weights_report = module.net.encoder.weights_report
     if weights_report.startswith("random"):
         notes.append(f"encoder weights: {weights_report} — numbers are not comparable to an ImageNet encoder")
-    skipped = getattr(module.metrics, "skipped", [])
-    notes.extend(skipped)
+    notes.extend(f"{name} skipped: {reason}" for name, reason in module.metrics.skip_reasons.items())
     result = {
         **header,
         "metrics": module.test_results,

@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 from dataset_layouts import dagm_labels_text, write_dagm
 

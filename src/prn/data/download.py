@@ -154,7 +154,10 @@ def download(
     log(describe(source, target))
     if source.url is None:
         raise DownloadError(f"{source.name} cannot be downloaded automatically; follow 'get it' above.")
-    download_archive(source.url, target, sha256=source.sha256, md5=source.md5, archive_subdir=source.archive_subdir, retries=retries, retry_wait=retry_wait, log=log)
+    download_archive(
+        source.url, target, sha256=source.sha256, md5=source.md5, archive_subdir=source.archive_subdir,
+        retries=retries, retry_wait=retry_wait, log=log,
+    )
     log(f"done: {target}\n  next: {source.use.format(root=target)}")
     return target
 
@@ -189,7 +192,9 @@ def download_archive(
 def refuse_non_empty(target: Path) -> None:
     """Never overwrite: ``target`` must not exist, or be an empty folder."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DownloadError(f"--root {target} already exists and is not empty; refusing to overwrite it. Pick another --root or delete it first.")
+        raise DownloadError(
+            f"--root {target} already exists and is not empty; refusing to overwrite it. Pick another --root or delete it first."
+        )
 
 
 def fetch(url: str, destination: Path, *, retries: int = 3, retry_wait: float = 5.0, log: Callable[[str], None] = print) -> None:
@@ -203,7 +208,8 @@ def fetch(url: str, destination: Path, *, retries: int = 3, retry_wait: float = 
         except (OSError, http.client.HTTPException, DownloadError) as error:
             destination.unlink(missing_ok=True)
             if attempt == retries:
-                raise DownloadError(f"downloading {url} failed after {retries} attempt(s): {error}. Check the connection and retry.") from error
+                message = f"downloading {url} failed after {retries} attempt(s): {error}. Check the connection and retry."
+                raise DownloadError(message) from error
             log(f"attempt {attempt}/{retries} failed ({error}); retrying from the start in {retry_wait * attempt:.0f} s")
             time.sleep(retry_wait * attempt)
 

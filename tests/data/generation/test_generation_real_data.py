@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prn.data.datamodule import MVTecDataModule
 from prn.data.generation import ExtendedAnomalySource, ForegroundEstimator, SimulatedAnomalySource
 from prn.data.types import NormalImage, TrainingPool
-from prn.tools.preview_generation import load_normals, load_seen_anomalies
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 BOTTLE = SHARED / "data" / "mvtec_anomaly_detection" / "bottle"
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.shared
 def bottle_pool() -> TrainingPool:
     if not (BOTTLE / "train" / "good").is_dir() or not DTD.is_dir():
         pytest.skip(f"real data not found under {SHARED}")
-    normals = load_normals(BOTTLE, SIZE)[::10]
-    seen_images, seen_masks = load_seen_anomalies(BOTTLE, SIZE, 5)
-    foregrounds = ForegroundEstimator()(normals, "bottle")
-    return TrainingPool([NormalImage(i, f) for i, f in zip(normals, foregrounds)], seen_images, seen_masks, (SIZE, SIZE), "bottle")
+    datamodule = MVTecDataModule(BOTTLE.parent, "bottle", image_size=SIZE, num_seen_anomalies=5, foreground=ForegroundEstimator())
+    datamodule.setup("fit")
+    pool = datamodule.pool
+    return TrainingPool(pool.normals[::10], pool.seen_images, pool.seen_masks, (SIZE, SIZE), "bottle")
 
 
 def test_bottle_foreground_covers_the_bottle_not_the_backdrop(bottle_pool):

@@ -1,0 +1,44 @@
+"""W&B logging offline: no key -> offline, runs land under the run folder, overlays render."""
+
+import numpy as np
+import pytest
+
+from prn.utils.wandb import build_wandb_logger, has_api_key, overlay, report_callbacks, resolve_mode
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+
+
+def test_no_key_means_offline(no_credentials):
+    assert not has_api_key() and resolve_mode() == "offline"
+
+
+def test_explicit_mode_wins_and_bad_mode_is_named(no_credentials, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode() == "disabled" and resolve_mode("offline") == "offline"
+    with pytest.raises(ValueError, match="logger.wandb.mode"):
+        resolve_mode("sometimes")
+
+
+def test_offline_logger_writes_a_run_to_sync_later(no_credentials, tmp_path):
+    logger = build_wandb_logger(project="prn-test", save_dir=str(tmp_path / "run"), name="job", group="smoke/table4", tags=["t"])
+    logger.log_metrics({"test/image_auroc": 0.5})
+    logger.experiment.config.update({"seed": 0})
+    assert logger.experiment.group == "smoke/table4"
+    logger.experiment.finish()
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(report_callbacks([logger])) == 1 and report_callbacks([]) == []
+
+
+def test_overlay_highlights_the_anomalous_pixels():
+    image = np.full((8, 8, 3), 0.5)
+    anomaly_map = np.zeros((8, 8))
+    anomaly_map[2, 3] = 1.0
+    picture = overlay(image, anomaly_map)
+    assert picture.dtype == np.uint8 and picture.shape == (8, 8, 3)
+    assert picture[2, 3, 0] > picture[0, 0, 0] and (picture[0, 0] == 127).all()
