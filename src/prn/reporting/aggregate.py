@@ -207,7 +207,7 @@ def render_markdown(name: str, spec: dict[str, Any], rows: list[Row], smoke: boo
     header = ["row", "jobs"] + [f"{METRIC_SHORT[m]} {part}" for m in metrics for part in ("ours", "paper", "Δ")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row.label, _count(row, row.id == "mean")]
+        cells = [row.label, _count(row, row.id == "mean" or row.id.startswith("extra:"))]
         for index, metric in enumerate(metrics):
             ours, paper = cell_values(row, metric, index)
             cells += [_fmt(metric, ours), _fmt(metric, paper), _fmt_diff(metric, ours, paper)]
