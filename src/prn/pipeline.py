@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from prn.lightning.callbacks import PrototypeCallback
+from prn.lightning.callbacks import PrototypeCallback, TrainingTimer
 from prn.lightning.module import PRNModule
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.results import print_results, provenance, write_results
@@ -39,7 +39,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     prototypes = PrototypeCallback(**cfg.model.prototypes)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, checkpoint])
+    timer = TrainingTimer()
+    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, checkpoint, timer])
     trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - start
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
@@ -47,7 +48,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     extra = {
         "train_seconds": round(train_seconds, 1),
         "steps": trainer.global_step,
-        "seconds_per_step": round(train_seconds / max(trainer.global_step, 1), 3),
+        "seconds_per_step": round(timer.seconds_per_step(trainer.global_step), 3),
         "prototype_seconds": round(prototypes.seconds, 1),
         "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
     }

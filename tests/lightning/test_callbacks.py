@@ -100,3 +100,16 @@ def test_prototypes_survive_a_checkpoint_round_trip(tmp_path):
     images = torch.rand(2, 3, 128, 128)
     module.eval(), restored.eval()
     torch.testing.assert_close(module(images), restored(images))
+
+
+def test_training_timer_measures_the_loop_between_start_and_end():
+    import time
+
+    from prn.lightning.callbacks import TrainingTimer
+
+    timer = TrainingTimer()
+    timer.on_train_start(None, None)
+    time.sleep(0.05)
+    timer.on_train_end(None, None)
+    assert 0.04 < timer.seconds < 1.0
+    assert timer.seconds_per_step(5) == timer.seconds / 5 and timer.seconds_per_step(0) == timer.seconds

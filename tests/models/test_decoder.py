@@ -23,3 +23,13 @@ def test_logits_at_input_resolution(height: int, width: int) -> None:
 def test_needs_three_skips() -> None:
     with pytest.raises(ValueError, match="3 skip"):
         UNetDecoder((64, 128))
+
+
+def test_untrained_map_starts_at_the_anomaly_prior_not_at_one_half():
+    import torch
+
+    from prn.models.decoder import ANOMALY_PRIOR, UNetDecoder
+
+    decoder = UNetDecoder()
+    bias = decoder.to_logits.bias
+    assert torch.sigmoid(bias).item() == pytest.approx(ANOMALY_PRIOR, rel=1e-4)

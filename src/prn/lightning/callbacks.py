@@ -74,3 +74,20 @@ class PrototypeCallback(L.Callback):
         flat = maps.flatten(1).contiguous()
         centroids = kmeans_prototypes(flat, ratio=self.ratio, iterations=self.iterations, seed=self.seed, use_gpu=self.use_gpu)
         return centroids.reshape(-1, *maps.shape[1:])
+
+
+class TrainingTimer(L.Callback):
+    """Wall time of the training loop alone (no data decoding, no prototypes), for honest s/step."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+    def seconds_per_step(self, steps: int) -> float:
+        return self.seconds / max(steps, 1)
