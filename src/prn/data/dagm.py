@@ -49,10 +49,7 @@ def scan_dagm(root: Path | str, category: str) -> DatasetSplit:
     class_dir = find_category_dir(Path(root).expanduser(), str(category), _is_class, DOWNLOAD_HINT)
     train = _split_records(require_dir(class_dir / "Train", "training images and Label/", LAYOUT))
     test = _split_records(require_dir(class_dir / "Test", "test images and Label/", LAYOUT))
-    normal = [record for record in train if record.label == 0]
-    if not normal:
-        raise DatasetError(f"{class_dir / 'Train'} holds no defect-free images according to Label/Labels.txt; check dataset.root.")
-    return DatasetSplit(train_normal=normal, train_anomalous=[record for record in train if record.label == 1], test=test)
+    return DatasetSplit.from_labelled_train(train, test, class_dir / "Train")
 
 
 def read_labels(path: Path) -> list[LabelRow]:

@@ -38,10 +38,7 @@ def scan_ksdd2(root: Path | str, category: str = CATEGORY) -> DatasetSplit:
         raise DatasetError(f"dataset.category={category!r} not found: KolektorSDD2 has one category, {CATEGORY!r}. Set category={CATEGORY}.")
     train = _split_records(require_dir(root / "train", "training images with their _GT masks", LAYOUT))
     test = _split_records(require_dir(root / "test", "test images with their _GT masks", LAYOUT))
-    normal = [record for record in train if record.label == 0]
-    if not normal:
-        raise DatasetError(f"{root / 'train'} holds no defect-free images (all masks non-empty or no images); check dataset.root.")
-    return DatasetSplit(train_normal=normal, train_anomalous=[record for record in train if record.label == 1], test=test)
+    return DatasetSplit.from_labelled_train(train, test, root / "train")
 
 
 def _split_records(folder: Path) -> list[Record]:
