@@ -50,7 +50,7 @@ def test_partial_state_dict_leaves_layer4_random_and_reports_it(tmp_path: Path, 
 
 def test_missing_file_names_option_and_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pth"
-    with pytest.raises(EncoderWeightsError, match=r"model\.encoder_weights.*nope\.pth.*not found"):
+    with pytest.raises(EncoderWeightsError, match=r"weights \(model\.net\.encoder_weights\).*nope\.pth.*not found"):
         ResNet18Encoder(str(missing))
 
 
@@ -86,7 +86,7 @@ def test_imagenet_download_failure_raises(monkeypatch: pytest.MonkeyPatch) -> No
         raise OSError("network unreachable")
 
     monkeypatch.setattr(type(ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline)
-    with pytest.raises(EncoderWeightsError, match=r"model\.encoder_weights='imagenet'.*network unreachable"):
+    with pytest.raises(EncoderWeightsError, match=r"weights \(model\.net\.encoder_weights\)='imagenet'.*network unreachable"):
         ResNet18Encoder("imagenet")
 
 

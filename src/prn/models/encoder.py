@@ -26,7 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FROZEN_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
 TRAINABLE_PREFIXES = ("layer4.",)
 IGNORED_PREFIXES = ("fc.",)  # classifier head: PRN never uses it
-OPTION_NAME = "model.encoder_weights"
+OPTION_NAME = "weights (model.net.encoder_weights)"
 
 
 class EncoderWeightsError(RuntimeError):
