@@ -13,6 +13,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -64,7 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"ckpt_path={ckpt} does not exist: pass the last.ckpt of a training run (logs/train/runs/<run>/checkpoints/last.ckpt)")
     print_and_save_config(cfg, run_dir)
     start = time.perf_counter()
-    saved = PRNModule.load_from_checkpoint(ckpt, map_location="cpu", net_config=_net_config_without_download(ckpt))
+    saved = _module_from_checkpoint(ckpt)
     data_config = dict(saved.hparams.data_config)
     dataset_name = data_config.pop("name")
     overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
@@ -88,12 +89,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def _net_config_without_download(ckpt: Path) -> dict[str, Any]:
-    """The saved network config, but with no encoder download: the checkpoint has the weights."""
-    import torch
-
-    hparams = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
-    return {**hparams["net_config"], "encoder_weights": None, "allow_random_fallback": False}
+def _module_from_checkpoint(ckpt: Path) -> PRNModule:
+    """The saved module, read from disk once; no encoder download, as the checkpoint has the weights."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    net_config = {**hparams["net_config"], "encoder_weights": None, "allow_random_fallback": False}
+    module = PRNModule(**{**hparams, "net_config": net_config})
+    module.load_state_dict(checkpoint["state_dict"])
+    return module
 
 
 def _report(

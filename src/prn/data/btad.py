@@ -19,8 +19,16 @@ from typing import Any
 from prn.data.datamodule import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import require_same_size
-from prn.data.mvtec import IMAGE_SUFFIXES, list_image_files
-from prn.data.records import DatasetSplit, Record, find_by_stem, find_category_dir, require_dir
+from prn.data.records import (
+    IMAGE_SUFFIXES,
+    DatasetSplit,
+    Record,
+    find_by_stem,
+    find_category_dir,
+    has_train_or_test,
+    list_image_files,
+    require_dir,
+)
 
 CATEGORIES = ("01", "02", "03")
 NORMAL, ANOMALOUS = "ok", "ko"
@@ -30,11 +38,11 @@ DOWNLOAD_HINT = "download the data with `python -m prn.data.download btad`"
 
 def scan_btad(root: Path | str, category: str) -> DatasetSplit:
     """List one BTAD product; every ``test/ko`` image must have a same-size mask in ``ground_truth/ko``."""
-    category_dir = find_category_dir(Path(root).expanduser(), normalise_category(category), _is_product, DOWNLOAD_HINT)
-    train_normal = _records(require_dir(category_dir / "train" / NORMAL, "normal training images", LAYOUT), 0)
+    category_dir = find_category_dir(Path(root).expanduser(), normalise_category(category), has_train_or_test, DOWNLOAD_HINT)
+    train_normal = _normal_records(require_dir(category_dir / "train" / NORMAL, "normal training images", LAYOUT))
     if not train_normal:
         raise DatasetError(f"{category_dir / 'train' / NORMAL} holds no images ({', '.join(IMAGE_SUFFIXES)}); check dataset.root.")
-    test_normal = _records(require_dir(category_dir / "test" / NORMAL, "normal test images", LAYOUT), 0)
+    test_normal = _normal_records(require_dir(category_dir / "test" / NORMAL, "normal test images", LAYOUT))
     anomalous_dir = require_dir(category_dir / "test" / ANOMALOUS, "anomalous test images", LAYOUT)
     mask_dir = require_dir(category_dir / "ground_truth" / ANOMALOUS, "masks of the test/ko images", LAYOUT)
     test_anomalous = [Record(path, 1, _mask_of(path, mask_dir), ANOMALOUS) for path in list_image_files(anomalous_dir)]
@@ -47,13 +55,8 @@ def normalise_category(category: Any) -> str:
     return f"{int(text):02d}" if text.isdigit() else text
 
 
-def _is_product(path: Path) -> bool:
-    return (path / "train").is_dir() or (path / "test").is_dir()
-
-
-def _records(folder: Path, label: int) -> list[Record]:
-    kind = ANOMALOUS if label else NORMAL
-    return [Record(path, label, None, kind) for path in list_image_files(folder)]
+def _normal_records(folder: Path) -> list[Record]:
+    return [Record(path, 0, None, NORMAL) for path in list_image_files(folder)]
 
 
 def _mask_of(image_path: Path, mask_dir: Path) -> Path:

@@ -25,8 +25,7 @@ from typing import Any
 from prn.data.datamodule import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import require_same_size
-from prn.data.mvtec import list_image_files
-from prn.data.records import DatasetSplit, Record, find_category_dir, require_dir
+from prn.data.records import DatasetSplit, Record, find_category_dir, list_image_files, require_dir
 
 CATEGORIES = tuple(f"Class{index}" for index in range(1, 11))
 NORMAL, DEFECT = "good", "defect"

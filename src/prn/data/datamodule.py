@@ -32,6 +32,7 @@ from prn.data.training import (
     SEEN,
     ComposedBatchSampler,
     ComposedTrainingSet,
+    image_tensor,
     validate_composition,
 )
 from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPool
@@ -81,7 +82,7 @@ class EvalImageSet(Dataset):
     def __getitem__(self, index: int) -> dict:
         record, image, mask = self.records[index], self.images[index], self.masks[index]
         item = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+            "image": image_tensor(image),
             "label": torch.tensor(record.label, dtype=torch.int64),
             "path": str(record.image_path),
             "defect_type": record.defect_type,

@@ -25,8 +25,16 @@ from typing import Any
 from prn.data.datamodule import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import require_same_size
-from prn.data.mvtec import IMAGE_SUFFIXES, list_image_files
-from prn.data.records import DatasetSplit, Record, find_by_stem, find_category_dir, require_dir
+from prn.data.records import (
+    IMAGE_SUFFIXES,
+    DatasetSplit,
+    Record,
+    find_by_stem,
+    find_category_dir,
+    has_train_or_test,
+    list_image_files,
+    require_dir,
+)
 
 GOOD, ANOMALOUS, MASKS = "good", "anomalous", "anomalous_masks"
 LAYOUT = "folder (<category>/{train,test}/{good,anomalous,anomalous_masks})"
@@ -35,7 +43,7 @@ LAYOUT_HINT = "arrange your images as described in docs/datasets.md (section 'Yo
 
 def scan_folder(root: Path | str, category: str) -> DatasetSplit:
     """List one category of a user's folder; test masks are all-or-nothing."""
-    category_dir = find_category_dir(Path(root).expanduser(), str(category), _is_category, LAYOUT_HINT)
+    category_dir = find_category_dir(Path(root).expanduser(), str(category), has_train_or_test, LAYOUT_HINT)
     train_dir = category_dir / "train"
     train_normal = _normal_records(require_dir(train_dir / GOOD, "normal training images", LAYOUT))
     if not train_normal:
@@ -47,10 +55,6 @@ def scan_folder(root: Path | str, category: str) -> DatasetSplit:
     if not test:
         raise DatasetError(f"{test_dir} holds no images in {GOOD}/ or {ANOMALOUS}/; add test images.")
     return DatasetSplit(train_normal=train_normal, train_anomalous=train_anomalous, test=test, pixel_labels=pixel_labels)
-
-
-def _is_category(path: Path) -> bool:
-    return (path / "train").is_dir() or (path / "test").is_dir()
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -21,8 +21,7 @@ from typing import Any
 from prn.data.datamodule import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import mask_is_empty, require_same_size
-from prn.data.mvtec import list_image_files
-from prn.data.records import DatasetSplit, Record, require_dataset_root, require_dir
+from prn.data.records import DatasetSplit, Record, list_image_files, require_dataset_root, require_dir
 
 CATEGORY = "ksdd2"
 MASK_SUFFIX = "_GT"

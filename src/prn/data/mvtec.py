@@ -10,58 +10,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from prn.data.errors import DatasetError
-from prn.data.image_io import image_size_of
-from prn.data.records import DatasetSplit, Record
+from prn.data.image_io import require_same_size
+from prn.data.records import (
+    IMAGE_SUFFIXES,
+    DatasetSplit,
+    Record,
+    find_category_dir,
+    has_train_or_test,
+    list_image_files,
+    require_dir,
+    subdirs,
+)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 GOOD = "good"
+LAYOUT = "MVTec AD (<category>/train/good, test/<defect_type>, ground_truth/<defect_type>/<stem>_mask.png)"
+DOWNLOAD_HINT = "download the data with `python -m prn.data.download mvtec`"
 
 
 def scan_mvtec(root: Path | str, category: str) -> DatasetSplit:
     """List the images of one MVTec-style category; MVTec has no training anomalies."""
-    category_dir = _category_dir(Path(root).expanduser(), category)
-    train_good = _required_dir(category_dir / "train" / GOOD, "normal training images")
-    test_dir = _required_dir(category_dir / "test", "test images, one folder per defect type plus 'good'")
+    category_dir = find_category_dir(Path(root).expanduser(), category, has_train_or_test, DOWNLOAD_HINT)
+    train_good = require_dir(category_dir / "train" / GOOD, "normal training images", LAYOUT)
+    test_dir = require_dir(category_dir / "test", "test images, one folder per defect type plus 'good'", LAYOUT)
     train_normal = [Record(path, 0, None, GOOD) for path in list_image_files(train_good)]
     if not train_normal:
         raise DatasetError(f"{train_good} holds no images ({', '.join(IMAGE_SUFFIXES)}); check dataset.root.")
-    test = [record for type_dir in _subdirs(test_dir) for record in _test_records(type_dir, category_dir)]
+    test = [record for type_dir in subdirs(test_dir) for record in _test_records(type_dir, category_dir)]
     return DatasetSplit(train_normal=train_normal, train_anomalous=[], test=test)
-
-
-def _category_dir(root: Path, category: str) -> Path:
-    if not root.is_dir():
-        raise DatasetError(
-            f"dataset.root={root} does not exist. Set dataset.root=<folder that holds the category folders> "
-            "or download the data with `python -m prn.data.download mvtec`."
-        )
-    category_dir = root / category
-    if not category or not category_dir.is_dir():
-        found = [path.name for path in _subdirs(root) if (path / "train").is_dir() or (path / "test").is_dir()]
-        raise DatasetError(
-            f"dataset.category={category!r} not found under {root}; categories found: {found or 'none'}. "
-            "Set dataset.category to one of them."
-        )
-    return category_dir
-
-
-def _required_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise DatasetError(f"missing folder {path} ({what}); the category does not follow the MVTec AD layout.")
-    return path
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
-
-
-def list_image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name (hidden files ignored)."""
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-    )
 
 
 def _test_records(type_dir: Path, category_dir: Path) -> list[Record]:
@@ -81,10 +56,5 @@ def _matching_mask(image_path: Path, mask_dir: Path) -> Path:
             f"anomalous image {image_path} has no mask: expected {candidates[0]}. "
             "Restore the ground-truth mask or remove the image."
         )
-    image_size, mask_size = image_size_of(image_path), image_size_of(mask_path)
-    if image_size != mask_size:
-        raise DatasetError(
-            f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} (h x w) but its image {image_path} is "
-            f"{image_size[0]}x{image_size[1]}; masks must have their image's native size, fix or replace one of them."
-        )
+    require_same_size(image_path, mask_path)
     return mask_path

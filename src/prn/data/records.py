@@ -10,6 +10,8 @@ import numpy as np
 
 from prn.data.errors import DatasetError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
 
 @dataclass(frozen=True)
 class Record:
@@ -94,6 +96,20 @@ def require_dir(path: Path, what: str, layout: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"missing folder {path} ({what}); the data does not follow the {layout} layout.")
     return path
+
+
+def has_train_or_test(path: Path) -> bool:
+    """Whether ``path`` looks like a category folder of the MVTec-like layouts (BTAD, folder, MVTec)."""
+    return (path / "train").is_dir() or (path / "test").is_dir()
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name (hidden files ignored)."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def subdirs(folder: Path) -> list[Path]:

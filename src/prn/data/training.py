@@ -83,6 +83,11 @@ def _give_every_source_a_slot(counts: dict[str, int]) -> None:
         counts[name] = 1
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """``uint8 (H, W, 3)`` to the ``float (3, H, W)`` in ``[0, 1]`` that the model takes."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
 def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
     """A well-mixed 64-bit seed for one slot, independent of workers and of the other slots."""
     return int(np.random.SeedSequence([seed, epoch, batch, position]).generate_state(1, np.uint64)[0])
@@ -209,7 +214,7 @@ class ComposedTrainingSet(Dataset):
         image, mask = self.sources[name](self.pool.normals[index], np.random.default_rng(seed))
         self._check_output(name, image, mask)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+            "image": image_tensor(image),
             "mask": torch.from_numpy(np.array(mask, dtype=np.float32))[None],
             "label": torch.tensor(int(np.any(mask > 0)), dtype=torch.int64),
             "source": name,

@@ -13,7 +13,7 @@ import time
 import lightning as L
 import torch
 
-from prn.models import kmeans_prototypes
+from prn.models import build_prototypes
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class PrototypeCallback(L.Callback):
             raise RuntimeError("PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit")
         start = time.perf_counter()
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
-        prototypes = [self._cluster(scale) for scale in features]
+        prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.use_gpu)
         net.prototypes.set_prototypes(prototypes)
         self.seconds = time.perf_counter() - start
         log.info(
@@ -69,11 +69,6 @@ class PrototypeCallback(L.Callback):
         if not per_scale:
             raise RuntimeError("No normal training images reached PrototypeCallback: check dataset.root and dataset.category")
         return [torch.cat(store) for store in per_scale]
-
-    def _cluster(self, maps: torch.Tensor) -> torch.Tensor:
-        flat = maps.flatten(1).contiguous()
-        centroids = kmeans_prototypes(flat, ratio=self.ratio, iterations=self.iterations, seed=self.seed, use_gpu=self.use_gpu)
-        return centroids.reshape(-1, *maps.shape[1:])
 
 
 class TrainingTimer(L.Callback):

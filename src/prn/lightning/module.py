@@ -7,9 +7,8 @@ selection: the weights that are tested are the weights of the last step.
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 import lightning as L
 import torch

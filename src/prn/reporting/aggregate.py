@@ -246,7 +246,7 @@ def write_csv(path: Path, spec: dict[str, Any], rows: list[Row], smoke: bool) ->
 
 
 def is_smoke(jobs: list[Job]) -> bool:
-    """A sweep is a smoke run when any job used synthetic data or the smoke schedule's 4 steps."""
+    """A sweep is a smoke run when any job used synthetic data."""
     return any(config_value(job.config, "dataset.name") == "synthetic" for job in jobs)
 
 

@@ -31,8 +31,7 @@ def generated_samples(train_set: ComposedTrainingSet, plans: list[SlotPlan], cou
     """``(label, image uint8, mask float, target area)`` for the first ``count`` non-normal slots."""
     samples = []
     for name, index, seed in _round_robin_by_source(plans):
-        kind = _kind_used(train_set.sources[name], lambda: train_set[(name, index, seed)])
-        item = train_set[(name, index, seed)]
+        kind, item = _generate_with_kind(train_set, (name, index, seed))
         image = (item["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         samples.append((f"{name}{kind}", image, item["mask"][0].numpy(), train_set.pool.normals[index].foreground))
         if len(samples) == count:
@@ -50,15 +49,15 @@ def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
 
-def _kind_used(source, make) -> str:
-    """``/hea`` or ``/hoa`` for simulated anomalies (read off the source's usage counters)."""
-    usage = getattr(source, "usage", None)
+def _generate_with_kind(train_set: ComposedTrainingSet, plan: SlotPlan) -> tuple[str, dict]:
+    """The item for ``plan`` and ``/hea`` or ``/hoa`` for simulated anomalies (read off the source's usage counters)."""
+    usage = getattr(train_set.sources[plan[0]], "usage", None)
+    before = dict(usage or {})
+    item = train_set[plan]
     if usage is None:
-        return ""
-    before = dict(usage)
-    make()
+        return "", item
     changed = [kind for kind, count in usage.items() if count != before.get(kind, 0)]
-    return f"/{changed[0]}" if changed else ""
+    return (f"/{changed[0]}" if changed else ""), item
 
 
 def render_grid(samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]) -> Image.Image:
