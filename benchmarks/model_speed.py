@@ -27,6 +27,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prototypes", type=int, default=21, help="K per scale")
     parser.add_argument("--weights", default=None, help="encoder weights (default: random; timing is the same)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format for weights and images")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, as trainer=gpu (bf16-mixed) trains")
     return parser.parse_args()
 
 
@@ -98,8 +100,18 @@ def main() -> None:
     feature_shapes = [(64, args.size // 4), (128, args.size // 8), (256, args.size // 16)]
     net.set_prototypes([torch.randn(args.prototypes, c, s, s) for c, s in feature_shapes])
     images = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    if args.channels_last:
+        net.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} size={args.size} "
-          f"K={args.prototypes} weights={net.weights_report}")
+          f"K={args.prototypes} weights={net.weights_report} channels_last={args.channels_last} bf16={args.bf16}")
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        time_and_count(net, images, args)
+
+
+def time_and_count(net: PRNet, images: torch.Tensor, args: argparse.Namespace) -> None:
+    """Print parameters, forward and training-step times, GFLOPs and the per-part breakdown."""
+    device = images.device
     for name, count in parameter_counts(net).items():
         print(f"params {name:>16}: {count / 1e6:8.3f} M")
 

@@ -17,14 +17,16 @@ def _compose(name, overrides):
         return compose(name, overrides=overrides)
 
 
+TRAINED_OVERRIDES = [
+    "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "logger=csv",
+    "dataset.datamodule.num_train=16", "dataset.datamodule.num_test_good=4", "dataset.datamodule.num_test_per_defect=4",
+]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    cfg = _compose("train", [
-        f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}",
-        "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "logger=csv",
-        "dataset.datamodule.num_train=16", "dataset.datamodule.num_test_good=4", "dataset.datamodule.num_test_per_defect=4",
-    ])
+    cfg = _compose("train", [f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}", *TRAINED_OVERRIDES])
     return cfg, train(cfg)
 
 
@@ -60,3 +62,26 @@ def test_eval_reproduces_the_training_runs_metrics(trained, tmp_path):
 def test_eval_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
         evaluate(_compose("eval", [f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.output_dir={tmp_path}"]))
+
+
+def test_resume_goes_on_from_the_checkpoint_with_its_prototypes(trained, tmp_path):
+    cfg, _ = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed_cfg = _compose("train", [
+        *TRAINED_OVERRIDES, f"paths.data_dir={cfg.paths.data_dir}", f"paths.output_dir={tmp_path}", f"resume={ckpt}", "max_steps=6", "epochs=3",
+    ])
+    result = train(resumed_cfg)
+    assert result["steps"] == 6 and result["resumed_from"] == str(ckpt)
+    assert result["prototype_seconds"] == 0.0, "prototypes must come from the checkpoint, not a new k-means"
+    before = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    after = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    for key in (k for k in before if "prototypes" in k):
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    trained_key = next(k for k in before if k.startswith("net.decoder") and k.endswith("weight"))
+    assert not torch.equal(after[trained_key], before[trained_key]), "two more steps must change the decoder"
+
+
+def test_resume_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="resume="):
+        train(_compose("train", [f"paths.output_dir={tmp_path}", f"resume={tmp_path / 'nope.ckpt'}"]))
+    assert not any(tmp_path.iterdir()), "nothing is written before the checkpoint is checked"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit PRN, then test the weights of the last step (never a test-selected epoch)."""
+    """Fit PRN (or go on from ``resume=``), then test the weights of the last step (never a test-selected epoch)."""
     run_dir = Path(cfg.paths.output_dir)
+    resume = _resume_checkpoint(cfg)
     print_and_save_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     start = time.perf_counter()
@@ -38,11 +40,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         data_config={"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)},
         **cfg.model.module,
     )
+    if resume is not None:
+        _install_saved_prototypes(module, resume)
     prototypes = PrototypeCallback(**cfg.model.prototypes)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
     timer = TrainingTimer()
-    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, checkpoint, timer])
-    trainer.fit(module, datamodule=datamodule)
+    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, _periodic_checkpoint(cfg, run_dir), timer])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -52,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seconds_per_step": round(timer.seconds_per_step(trainer.global_step), 3),
         "prototype_seconds": round(prototypes.seconds, 1),
         "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "resumed_from": None if resume is None else str(resume),
     }
     header = {"dataset": cfg.dataset.name, "category": cfg.category}
     return _report(cfg, run_dir, module, datamodule, start, header, extra)
@@ -75,6 +79,38 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(saved, datamodule=datamodule, verbose=False)
     header = {"dataset": dataset_name, "category": data_config["category"]}
     return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
+
+
+def _resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint named by ``resume=``, checked before anything is written."""
+    if cfg.get("resume") is None:
+        return None
+    path = Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={path} does not exist: pass the checkpoints/last.ckpt of the run to go on from")
+    return path
+
+
+def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
+    """Prototypes of the run being resumed, so the callback keeps them instead of re-clustering.
+
+    Lightning restores the checkpoint only after the setup hooks, where the callback runs.
+    """
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    bank = module.net.prototypes
+    saved = [state.get(f"net.prototypes.{name}") for name in bank.buffer_names]
+    if all(tensor is not None and tensor.numel() > 0 for tensor in saved):
+        bank.set_prototypes(saved)
+
+
+def _periodic_checkpoint(cfg: DictConfig, run_dir: Path) -> ModelCheckpoint:
+    """``last.ckpt`` every ``checkpoint_minutes`` of training, so a killed job can ``resume=``.
+
+    Time-based rather than per epoch: a small category has a few steps per epoch and
+    700 epochs, and a 270 MB write per epoch (weights + Adam state) would cost more than the training.
+    """
+    interval = timedelta(minutes=cfg.checkpoint_minutes)
+    return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, train_time_interval=interval)
 
 
 def build_datamodule(cfg: DictConfig, run_dir: Path) -> L.LightningDataModule:

@@ -62,3 +62,31 @@ def test_test_epoch_produces_the_four_metrics():
     module.log = lambda *a, **k: None  # no trainer attached in this unit test
     module.on_test_epoch_end()
     assert set(module.test_results) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
+
+
+def test_maps_are_float32_and_identical_under_bf16_autocast():
+    """trainer=gpu trains in bf16-mixed; the metrics must still see full-precision maps."""
+    torch.manual_seed(0)
+    module = _module().eval()
+    images = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        reference, reference_scores = module.predict_maps_and_scores(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            maps, scores = module.predict_maps_and_scores(images)
+    assert maps.dtype == torch.float32
+    torch.testing.assert_close(maps, reference, rtol=0, atol=0)
+    torch.testing.assert_close(scores, reference_scores, rtol=0, atol=0)
+
+
+def test_channels_last_converts_the_weights_and_keeps_the_maps():
+    torch.manual_seed(0)
+    module = _module().eval()
+    images = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        reference = module(images)
+        module.hparams.channels_last = True
+        module.setup("test")
+        maps = module(images)
+    conv_weights = [p for p in module.net.parameters() if p.ndim == 4]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
+    torch.testing.assert_close(maps, reference, rtol=1e-4, atol=1e-5)

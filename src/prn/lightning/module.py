@@ -37,6 +37,7 @@ class PRNModule(L.LightningModule):
         focal_alpha: float = 0.5,
         focal_gamma: float = 4.0,
         top_k: int = 100,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -47,17 +48,26 @@ class PRNModule(L.LightningModule):
         self.inference_seconds = 0.0
         self.inference_images = 0
 
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Anomaly map in [0, 1], shape ``[B, 1, H, W]``."""
-        return torch.sigmoid(self.net(images))
+        return torch.sigmoid(self.net(self._as_input(images)))
 
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
-        maps = self(images)
+        """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
+        with torch.autocast(images.device.type, enabled=False):
+            maps = self(images.float())
         return maps, top_k_mean(maps, self.hparams.top_k)
 
+    def _as_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in the memory format of the weights (NHWC when ``channels_last``)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self.loss(self.net(batch["image"]), batch["mask"])
+        losses = self.loss(self.net(self._as_input(batch["image"])), batch["mask"])
         batch_size = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=batch_size)
         self.log("train/smooth_l1", losses["smooth_l1"], batch_size=batch_size)
