@@ -30,8 +30,9 @@ test-all: install ## everything, slow tests included
 preview: install ## PNG grid of generated anomalies: make preview ARGS="dataset=mvtec category=bottle root=..."
 	$(PY) -m prn.tools.preview_generation $(ARGS)
 
-benchmark: install ## model speed and metric memory on this machine
+benchmark: install ## model speed, data-pipeline speed and metric memory on this machine
 	$(PY) benchmarks/model_speed.py --batch 8 --size 256
+	$(PY) benchmarks/data_pipeline.py -- $(ARGS)
 	$(PY) benchmarks/metrics_memory.py
 
 clean-logs:
