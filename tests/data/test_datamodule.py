@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from prn.data.datamodule import AnomalyDataModule, MVTecDataModule
+from prn.data.datamodule import AnomalyDataModule, MVTecDataModule, resolve_num_workers
 from prn.data.errors import DatasetError
 from prn.data.mvtec import scan_mvtec
 from prn.data.records import DatasetSplit
@@ -191,3 +191,17 @@ def test_real_bottle_split_counts():
     assert len(module.pool.normals) == 209 and len(module.pool.seen_images) == 10
     assert len(module.test_dataloader().dataset) == 73
     assert module.pool.normals[0].image.shape == (256, 256, 3) and module.pool.seen_masks[0].any()
+
+
+def test_num_workers_auto_uses_workers_only_when_a_gpu_trains(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_num_workers("auto") == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert 1 <= resolve_num_workers("auto") <= 8
+    assert resolve_num_workers(3) == 3
+
+
+@pytest.mark.parametrize("bad", [-1, "four", 1.5, True])
+def test_num_workers_rejects_what_is_not_auto_or_a_count(bad):
+    with pytest.raises(DatasetError, match=r"num_workers=.* must be auto or an int >= 0"):
+        resolve_num_workers(bad)

@@ -113,7 +113,7 @@ class AnomalyDataModule(LightningDataModule):
         seed: int = 0,
         batch_size: int = 8,
         eval_batch_size: int = 16,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         composition: Mapping[str, float] | None = None,
         generators: Mapping[str, SourceFactory] | None = None,
         foreground: ForegroundFn | None = None,
@@ -130,7 +130,7 @@ class AnomalyDataModule(LightningDataModule):
         self.seed = _checked_int(seed, "dataset.seed", minimum=0)
         self.batch_size = _checked_int(batch_size, "dataset.batch_size", minimum=1)
         self.eval_batch_size = _checked_int(eval_batch_size, "dataset.eval_batch_size", minimum=1)
-        self.num_workers = _checked_int(num_workers, "dataset.num_workers", minimum=0)
+        self.num_workers = resolve_num_workers(num_workers)
         self.generators = dict((generators or {}).items())
         self.composition = validate_composition(
             DEFAULT_COMPOSITION if composition is None else composition, [*BUILTIN_SOURCES, *self.generators]
@@ -348,6 +348,20 @@ def write_json_atomically(path: Path, payload: dict) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def resolve_num_workers(value: int | str) -> int:
+    """An int >= 0, or ``auto``: up to 8 workers when a GPU trains, none on a CPU-only machine.
+
+    On a GPU the network step is far shorter than generating a batch in one process
+    (benchmarks/data_pipeline.py), so workers decide the speed; on a CPU the cores are
+    better spent on the network, and generation is about 1 % of a step.
+    """
+    if value == "auto":
+        return min(8, max(1, (os.cpu_count() or 2) - 1)) if torch.cuda.is_available() else 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DatasetError(f"num_workers={value!r} must be auto or an int >= 0.")
+    return int(value)
 
 
 def _decode_threads() -> int:
