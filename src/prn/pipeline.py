@@ -52,6 +52,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     extra = {
         "train_seconds": round(train_seconds, 1),
         "steps": trainer.global_step,
+        "world_size": trainer.world_size,
         "seconds_per_step": round(timer.seconds_per_step(trainer.global_step), 3),
         "prototype_seconds": round(prototypes.seconds, 1),
         "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),

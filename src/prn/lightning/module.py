@@ -91,7 +91,7 @@ class PRNModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.test_results = self.metrics.compute()
         for name, value in self.test_results.items():
-            self.log(f"test/{name}", value)
+            self.log(f"test/{name}", value, sync_dist=True)  # every rank scored the whole test set: same value
 
     def _timed_inference(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.is_cuda:

@@ -7,6 +7,7 @@ from pathlib import Path
 import rich
 import rich.syntax
 import rich.tree
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -20,6 +21,7 @@ def config_tree(cfg: DictConfig) -> rich.tree.Tree:
     return tree
 
 
+@rank_zero_only
 def print_and_save_config(cfg: DictConfig, run_dir: Path) -> None:
     """Print the tree and write ``config_tree.txt`` and the resolved ``config.yaml``."""
     tree = config_tree(cfg)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
@@ -70,13 +71,15 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@rank_zero_only
 def write_results(run_dir: Path, result: dict[str, Any]) -> None:
-    """``results.json`` (everything) and ``results.md`` (the table), written atomically."""
+    """``results.json`` (everything) and ``results.md`` (the table), written atomically, by rank 0 only."""
     run_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(run_dir / "results.json", json.dumps(result, indent=2, default=str) + "\n")
     _atomic_write(run_dir / "results.md", markdown_table([result]))
 
 
+@rank_zero_only
 def print_results(result: dict[str, Any]) -> None:
     """The metrics table on the console, with the notes a reader must not miss."""
     table = Table(title=f"PRN · {result['dataset']} / {result['category']}")
