@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install train eval test test-all preview benchmark clean-logs
+.PHONY: install train eval predict test test-all preview benchmark clean-logs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ train: install ## train + test PRN (default: synthetic demo); pass Hydra overrid
 
 eval: install ## evaluate a checkpoint: make eval ARGS="ckpt_path=..."
 	$(PY) src/eval.py $(ARGS)
+
+predict: install ## score new images: make predict ARGS="ckpt_path=... input=folder/ threshold=0.5"
+	$(PY) src/predict.py $(ARGS)
 
 test: install ## fast suite (slow-marked tests excluded)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)

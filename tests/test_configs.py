@@ -59,3 +59,8 @@ def test_ablations_switch_exactly_their_modules():
 def test_eval_config_composes():
     cfg = _compose("eval", ["ckpt_path=/tmp/x.ckpt"])
     assert cfg.root is None and cfg.category is None
+
+
+def test_predict_config_composes():
+    cfg = _compose("predict", ["ckpt_path=/tmp/x.ckpt", "input=/tmp/parts"])
+    assert cfg.threshold is None and cfg.save_maps and cfg.device == "auto"

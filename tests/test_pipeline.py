@@ -1,5 +1,6 @@
 """End to end: train + test on the synthetic dataset, then evaluate the checkpoint."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -7,7 +8,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from prn.pipeline import evaluate, train
+from prn.data.errors import DatasetError
+from prn.data.image_io import load_image, parse_image_size
+from prn.data.training import image_tensor
+from prn.pipeline import _module_from_checkpoint, evaluate, predict, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -85,3 +89,29 @@ def test_resume_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume="):
         train(_compose("train", [f"paths.output_dir={tmp_path}", f"resume={tmp_path / 'nope.ckpt'}"]))
     assert not any(tmp_path.iterdir()), "nothing is written before the checkpoint is checked"
+
+
+def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_path):
+    cfg, _ = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    folder = Path(cfg.paths.data_dir) / "synthetic" / "tiles" / "test"
+    images = sorted(p for p in folder.rglob("*.png"))
+    result = predict(_compose("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path}", "threshold=0.5"]))
+    assert result["images"] == len(images)
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    assert [Path(r["path"]) for r in rows] == images
+    module = _module_from_checkpoint(ckpt).eval()
+    size = parse_image_size(module.hparams.data_config["image_size"])
+    with torch.no_grad():
+        _, expected = module.predict_maps_and_scores(image_tensor(load_image(images[0], size))[None])
+    assert float(rows[0]["score"]) == pytest.approx(float(expected[0]), abs=1e-6)
+    assert all(r["anomalous"] == str(int(float(r["score"]) >= 0.5)) for r in rows)
+    assert Path(rows[0]["map"]).is_file() and Path(rows[0]["overlay"]).is_file()
+
+
+def test_predict_names_a_missing_input(trained, tmp_path):
+    cfg, _ = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(DatasetError, match="input="):
+        predict(_compose("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'nope'}", f"paths.output_dir={tmp_path / 'out'}"]))
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,7 @@
-"""Train-then-test and evaluate-a-checkpoint jobs, driven by a composed Hydra config.
+"""Train-then-test, evaluate-a-checkpoint and predict-on-new-images jobs, driven by a composed Hydra config.
 
-``src/train.py`` and ``src/eval.py`` are thin Hydra wrappers around these two functions,
-which tests call directly with ``hydra.compose``.
+``src/train.py``, ``src/eval.py`` and ``src/predict.py`` are thin Hydra wrappers around
+these functions, which tests call directly with ``hydra.compose``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from prn.data.image_io import parse_image_size
 from prn.lightning.callbacks import PrototypeCallback, TrainingTimer
 from prn.lightning.module import PRNModule
+from prn.prediction import PredictionWriter, collect_images, predict_batches
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.results import print_results, provenance, write_results
 from prn.utils.wandb import report_callbacks
@@ -65,9 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint; architecture, prototypes and weights all come from the file."""
     run_dir = Path(cfg.paths.output_dir)
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt} does not exist: pass the last.ckpt of a training run (logs/train/runs/<run>/checkpoints/last.ckpt)")
+    ckpt = _existing_checkpoint(cfg.ckpt_path, "ckpt_path")
     print_and_save_config(cfg, run_dir)
     start = time.perf_counter()
     saved = _module_from_checkpoint(ckpt)
@@ -84,11 +84,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _resume_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint named by ``resume=``, checked before anything is written."""
-    if cfg.get("resume") is None:
-        return None
-    path = Path(cfg.resume)
+    return None if cfg.get("resume") is None else _existing_checkpoint(cfg.resume, "resume")
+
+
+def _existing_checkpoint(value: str, option: str) -> Path:
+    path = Path(value)
     if not path.is_file():
-        raise FileNotFoundError(f"resume={path} does not exist: pass the checkpoints/last.ckpt of the run to go on from")
+        raise FileNotFoundError(f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)")
     return path
 
 
@@ -112,6 +114,27 @@ def _periodic_checkpoint(cfg: DictConfig, run_dir: Path) -> ModelCheckpoint:
     """
     interval = timedelta(minutes=cfg.checkpoint_minutes)
     return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, train_time_interval=interval)
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Score new images with a checkpoint; write ``scores.csv``, maps and overlays under the run directory."""
+    ckpt = _existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    files, root = collect_images(cfg.input)
+    run_dir = Path(cfg.paths.output_dir)
+    module = _module_from_checkpoint(ckpt)
+    size = parse_image_size(module.hparams.data_config["image_size"])
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    start = time.perf_counter()
+    writer = PredictionWriter(run_dir, root, cfg.threshold, cfg.save_maps)
+    try:
+        for paths, maps, scores in predict_batches(module, files, size, cfg.batch_size, cfg.num_workers, device):
+            for path, anomaly_map, score in zip(paths, maps, scores):
+                writer.write(path, anomaly_map, float(score))
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - start
+    log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
+    return {"images": writer.count, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2), "checkpoint": str(ckpt)}
 
 
 def build_datamodule(cfg: DictConfig, run_dir: Path) -> L.LightningDataModule:

@@ -1,0 +1,68 @@
+"""Scoring new images: input collection, map/overlay files, the CSV writer."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prn.data.errors import DatasetError
+from prn.prediction import PredictionWriter, collect_images, heat_colours, save_map
+
+
+def _image(path: Path, size=(40, 60), value=128) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_collect_images_from_a_file_a_folder_recursively_and_a_glob(tmp_path):
+    a = _image(tmp_path / "parts" / "a" / "000.png")
+    b = _image(tmp_path / "parts" / "b" / "000.jpg")
+    (tmp_path / "parts" / "notes.txt").write_text("not an image")
+    assert collect_images(a) == ([a], a.parent)
+    assert collect_images(tmp_path / "parts") == ([a, b], tmp_path / "parts")
+    files, root = collect_images(str(tmp_path / "parts" / "**" / "*.png"))
+    assert files == [a] and root == tmp_path / "parts"
+
+
+def test_collect_images_names_a_missing_path_an_empty_match_and_a_broken_file(tmp_path):
+    with pytest.raises(DatasetError, match=r"input=.*nope does not exist"):
+        collect_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="names no image files"):
+        collect_images(tmp_path / "empty")
+    _image(tmp_path / "mixed" / "good.png")
+    (tmp_path / "mixed" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"broken\.png"):
+        collect_images(tmp_path / "mixed")
+
+
+def test_heat_colours_run_blue_green_red_on_an_absolute_scale():
+    colours = heat_colours(np.array([0.0, 0.5, 1.0, 2.0]))
+    np.testing.assert_allclose(colours, [[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 0, 0]])
+
+
+def test_saved_map_has_native_size_and_keeps_values_to_16_bits(tmp_path):
+    anomaly_map = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))
+    save_map(anomaly_map, (64, 96), tmp_path / "map.png")
+    saved = np.asarray(Image.open(tmp_path / "map.png"))
+    assert saved.shape == (64, 96) and saved.dtype == np.uint16
+    assert saved.min() == 0 and saved.max() == 65535
+
+
+def test_writer_mirrors_the_input_tree_and_applies_the_threshold(tmp_path):
+    a = _image(tmp_path / "in" / "a" / "000.png")
+    b = _image(tmp_path / "in" / "b" / "000.png")
+    writer = PredictionWriter(tmp_path / "out", tmp_path / "in", threshold=0.5, save_maps=True)
+    writer.write(a, np.zeros((16, 16), np.float32), 0.2)
+    writer.write(b, np.ones((16, 16), np.float32), 0.9)
+    writer.close()
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert rows[0] == "path,score,anomalous,map,overlay"
+    assert rows[1].split(",")[1:3] == ["0.200000", "0"] and rows[2].split(",")[1:3] == ["0.900000", "1"]
+    for name in ("a/000.png", "b/000.png"):
+        assert Image.open(tmp_path / "out" / "maps" / name).size == (60, 40)
+        assert Image.open(tmp_path / "out" / "overlays" / name).size == (60, 40)
+    red = np.asarray(Image.open(tmp_path / "out" / "overlays" / "b" / "000.png"))[0, 0]
+    assert red[0] > red[2], "a map of ones is drawn red over the image"
