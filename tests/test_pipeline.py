@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import _module_from_checkpoint, evaluate, predict, train
+from prn.pipeline import evaluate, module_from_checkpoint, predict, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -100,7 +100,7 @@ def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_
     assert result["images"] == len(images)
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
     assert [Path(r["path"]) for r in rows] == images
-    module = _module_from_checkpoint(ckpt).eval()
+    module = module_from_checkpoint(ckpt).eval()
     size = parse_image_size(module.hparams.data_config["image_size"])
     with torch.no_grad():
         _, expected = module.predict_maps_and_scores(image_tensor(load_image(images[0], size))[None])

@@ -67,10 +67,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint; architecture, prototypes and weights all come from the file."""
     run_dir = Path(cfg.paths.output_dir)
-    ckpt = _existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
     print_and_save_config(cfg, run_dir)
     start = time.perf_counter()
-    saved = _module_from_checkpoint(ckpt)
+    saved = module_from_checkpoint(ckpt)
     data_config = dict(saved.hparams.data_config)
     dataset_name = data_config.pop("name")
     overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
@@ -84,10 +84,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _resume_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint named by ``resume=``, checked before anything is written."""
-    return None if cfg.get("resume") is None else _existing_checkpoint(cfg.resume, "resume")
+    return None if cfg.get("resume") is None else existing_checkpoint(cfg.resume, "resume")
 
 
-def _existing_checkpoint(value: str, option: str) -> Path:
+def existing_checkpoint(value: str, option: str) -> Path:
+    """``value`` as a path to an existing file, or an error that names ``option`` and what to pass."""
     path = Path(value)
     if not path.is_file():
         raise FileNotFoundError(f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)")
@@ -118,10 +119,10 @@ def _periodic_checkpoint(cfg: DictConfig, run_dir: Path) -> ModelCheckpoint:
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score new images with a checkpoint; write ``scores.csv``, maps and overlays under the run directory."""
-    ckpt = _existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
     files, root = collect_images(cfg.input)
     run_dir = Path(cfg.paths.output_dir)
-    module = _module_from_checkpoint(ckpt)
+    module = module_from_checkpoint(ckpt)
     size = parse_image_size(module.hparams.data_config["image_size"])
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     start = time.perf_counter()
@@ -149,7 +150,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def _module_from_checkpoint(ckpt: Path) -> PRNModule:
+def module_from_checkpoint(ckpt: Path) -> PRNModule:
     """The saved module, read from disk once; no encoder download, as the checkpoint has the weights."""
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
     hparams = checkpoint["hyper_parameters"]

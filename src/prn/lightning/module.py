@@ -14,8 +14,8 @@ import lightning as L
 import torch
 
 from prn.losses import PRNLoss
-from prn.metrics import AnomalyMetrics, top_k_mean
-from prn.models import PRNet
+from prn.metrics import AnomalyMetrics
+from prn.models import PRNet, anomaly_maps_and_scores
 
 
 class PRNModule(L.LightningModule):
@@ -59,8 +59,7 @@ class PRNModule(L.LightningModule):
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
         with torch.autocast(images.device.type, enabled=False):
-            maps = self(images.float())
-        return maps, top_k_mean(maps, self.hparams.top_k)
+            return anomaly_maps_and_scores(self.net, self._as_input(images.float()), self.hparams.top_k)
 
     def _as_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the memory format of the weights (NHWC when ``channels_last``)."""
