@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, _periodic_checkpoint(cfg, run_dir), timer])
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # optimiser state too: resume= needs it
     trainer.test(module, datamodule=datamodule, verbose=False)
     extra = {
         "train_seconds": round(train_seconds, 1),
