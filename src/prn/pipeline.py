@@ -82,6 +82,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
 
 
+def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
+    """``(h, w)`` the checkpoint was trained at: new images are resized to it, as the test set was."""
+    size = (module.hparams.get("data_config") or {}).get("image_size")
+    if size is None:
+        raise ValueError(f"checkpoint {ckpt} records no data_config.image_size: it was not written by src/train.py")
+    return parse_image_size(size)
+
+
 def _resume_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint named by ``resume=``, checked before anything is written."""
     return None if cfg.get("resume") is None else existing_checkpoint(cfg.resume, "resume")
@@ -123,7 +131,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     files, root = collect_images(cfg.input)
     run_dir = Path(cfg.paths.output_dir)
     module = module_from_checkpoint(ckpt)
-    size = parse_image_size(module.hparams.data_config["image_size"])
+    size = training_image_size(module, ckpt)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     start = time.perf_counter()
     writer = PredictionWriter(run_dir, root, cfg.threshold, cfg.save_maps)

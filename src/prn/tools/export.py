@@ -20,9 +20,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from prn.data.image_io import parse_image_size
 from prn.models import AnomalyScorer
-from prn.pipeline import existing_checkpoint, module_from_checkpoint
+from prn.pipeline import existing_checkpoint, module_from_checkpoint, training_image_size
 
 METADATA_FILE = "prn.json"
 
@@ -30,7 +29,7 @@ METADATA_FILE = "prn.json"
 def export_checkpoint(ckpt: Path, out: Path, max_batch: int = 1024) -> dict[str, Any]:
     """Write the exported program to ``out`` and return the metadata stored with it."""
     module = module_from_checkpoint(ckpt).eval()
-    height, width = parse_image_size(module.hparams.data_config["image_size"])
+    height, width = training_image_size(module, ckpt)
     scorer = AnomalyScorer(module.net, module.hparams.top_k).eval()
     example = torch.rand(2, 3, height, width)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
