@@ -23,3 +23,21 @@ def test_ddp_on_two_cpu_processes_trains_tests_and_writes_one_result(tmp_path):
     assert set(result["metrics"]) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
     assert done.stdout.count("PRN · synthetic / tiles") == 1, "only rank 0 prints the results"
     assert "sync_dist" not in done.stderr
+
+
+def test_ddp_inside_a_multirun_pairs_every_job_with_its_own_ranks(tmp_path):
+    """Lightning's launcher re-runs the command, so rank 1 runs the same sweep in lockstep
+    with rank 0; with an explicit sweep dir (as make sets it) every job ends complete."""
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([
+        sys.executable, str(TRAIN), "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.precision=32-true", "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "num_workers=0",
+        f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", "seed=0,1",
+        "dataset.datamodule.num_train=16", "dataset.datamodule.num_test_good=4", "dataset.datamodule.num_test_per_defect=4",
+    ], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = sorted(sweep.glob("*/results.json"))
+    assert len(results) == 2
+    for path in results:
+        result = json.loads(path.read_text())
+        assert result["world_size"] == 2 and result["steps"] == 4 and len(result["metrics"]) == 4
