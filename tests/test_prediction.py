@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from prn.data.errors import DatasetError
-from prn.prediction import PredictionWriter, collect_images, heat_colours, save_map
+from prn.prediction import PredictionWriter, collect_images, heat_colours, resize_map, save_map
 
 
 def _image(path: Path, size=(40, 60), value=128) -> Path:
@@ -45,7 +45,7 @@ def test_heat_colours_run_blue_green_red_on_an_absolute_scale():
 
 def test_saved_map_has_native_size_and_keeps_values_to_16_bits(tmp_path):
     anomaly_map = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))
-    save_map(anomaly_map, (64, 96), tmp_path / "map.png")
+    save_map(resize_map(anomaly_map, (64, 96)), tmp_path / "map.png")
     saved = np.asarray(Image.open(tmp_path / "map.png"))
     assert saved.shape == (64, 96) and saved.dtype == np.uint16
     assert saved.min() == 0 and saved.max() == 65535

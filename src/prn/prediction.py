@@ -81,23 +81,26 @@ def predict_batches(module: torch.nn.Module, files: Sequence[Path], size: tuple[
             yield [files[i] for i in batch["index"].tolist()], maps[:, 0].cpu().numpy(), scores.cpu().numpy()
 
 
-def save_map(anomaly_map: np.ndarray, native_size: tuple[int, int], path: Path) -> None:
-    """The map resized to the image's native ``(h, w)`` as a 16-bit PNG (value × 65535)."""
+def resize_map(anomaly_map: np.ndarray, native_size: tuple[int, int]) -> np.ndarray:
+    """The map resized bilinearly to an image's native ``(h, w)``."""
     resized = Image.fromarray(anomaly_map.astype(np.float32), mode="F").resize(native_size[::-1], Image.Resampling.BILINEAR)
-    values = np.clip(np.asarray(resized) * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+    return np.asarray(resized)
+
+
+def save_map(native_map: np.ndarray, path: Path) -> None:
+    """A native-size map as a 16-bit PNG (value × 65535)."""
+    values = np.clip(native_map * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(values).save(path)
 
 
-def save_overlay(image_path: Path, anomaly_map: np.ndarray, path: Path, alpha: float = 0.6) -> None:
-    """The original image at native size with the map blended in as a heat map.
+def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path, alpha: float = 0.6) -> None:
+    """The decoded image with its native-size map blended in as a heat map.
 
     The blend weight grows with the score (``alpha * sqrt(map)``), so normal regions keep
     their own colours and only suspicious ones are tinted.
     """
-    image = load_image(image_path, image_size_of(image_path))
-    resized = Image.fromarray(anomaly_map.astype(np.float32), mode="F").resize(image.shape[1::-1], Image.Resampling.BILINEAR)
-    values = np.clip(np.asarray(resized), 0.0, 1.0)
+    values = np.clip(native_map, 0.0, 1.0)
     weight = alpha * np.sqrt(values)[..., None]
     blended = (1 - weight) * image.astype(np.float32) + weight * heat_colours(values)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +135,10 @@ class PredictionWriter:
         if self.save_maps:
             map_path = self.out_dir / "maps" / relative.with_suffix(".png")
             overlay_path = self.out_dir / "overlays" / relative.with_suffix(".png")
-            save_map(anomaly_map, image_size_of(image_path), map_path)
-            save_overlay(image_path, anomaly_map, overlay_path)
+            native_size = image_size_of(image_path)
+            native_map = resize_map(anomaly_map, native_size)  # once, for both files
+            save_map(native_map, map_path)
+            save_overlay(load_image(image_path, native_size), native_map, overlay_path)
             row["map"], row["overlay"] = str(map_path), str(overlay_path)
         self._rows.writerow(row)
         self._handle.flush()

@@ -15,7 +15,7 @@ import torch
 
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
-from prn.models import PRNet, anomaly_maps_and_scores
+from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
 
 
 class PRNModule(L.LightningModule):
@@ -54,7 +54,7 @@ class PRNModule(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Anomaly map in [0, 1], shape ``[B, 1, H, W]``."""
-        return torch.sigmoid(self.net(self._as_input(images)))
+        return anomaly_maps(self.net, self._as_input(images))
 
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""

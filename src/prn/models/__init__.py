@@ -6,7 +6,7 @@ from prn.models.encoder import EncoderWeightsError, ResNet18Encoder
 from prn.models.fusion import MultiScaleFusion
 from prn.models.prn import PRNet, check_image_size
 from prn.models.prototypes import PrototypeBank, build_prototypes, kmeans_prototypes, number_of_prototypes
-from prn.models.scorer import AnomalyScorer, anomaly_maps_and_scores
+from prn.models.scorer import AnomalyScorer, anomaly_maps, anomaly_maps_and_scores
 
 __all__ = [
     "AnomalyScorer",
@@ -18,6 +18,7 @@ __all__ = [
     "PrototypeBank",
     "ResNet18Encoder",
     "UNetDecoder",
+    "anomaly_maps",
     "anomaly_maps_and_scores",
     "build_prototypes",
     "check_image_size",

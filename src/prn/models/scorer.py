@@ -8,9 +8,14 @@ from torch import Tensor, nn
 from prn.metrics.image_score import top_k_mean
 
 
+def anomaly_maps(net: nn.Module, images: Tensor) -> Tensor:
+    """``[B,1,H,W]`` maps in ``[0, 1]``: the sigmoid of the network's logits."""
+    return torch.sigmoid(net(images))
+
+
 def anomaly_maps_and_scores(net: nn.Module, images: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
-    """``[B,1,H,W]`` maps in ``[0, 1]`` and ``[B]`` scores = mean of the top-k pixels (paper Sec. 3.5)."""
-    maps = torch.sigmoid(net(images))
+    """Maps and ``[B]`` scores = mean of the top-k pixels (paper Sec. 3.5)."""
+    maps = anomaly_maps(net, images)
     return maps, top_k_mean(maps, top_k)
 
 
