@@ -31,7 +31,7 @@ test-all: install ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)
 
 preview: install ## PNG grid of generated anomalies: make preview ARGS="dataset=mvtec category=bottle root=..."
-	$(PY) -m prn.tools.preview_generation $(ARGS)
+	$(VENV)/bin/prn-preview $(ARGS)
 
 benchmark: install ## model speed, data-pipeline speed and metric memory on this machine
 	$(PY) benchmarks/model_speed.py --batch 8 --size 256

@@ -14,7 +14,7 @@ TABLES := 1 2 3 4 5 6 7 8
 
 # smoke: synthetic data (categories tiles, discs), a few steps, random encoder, few k-means
 # iterations; HEA uses the synthetic images as stand-in textures so no DTD is needed.
-SMOKE_OVERRIDES := dataset=synthetic schedule=smoke weights=null model.prototypes.iterations=10 \
+SMOKE_OVERRIDES := dataset=synthetic debug=tiny \
 	'generation.dtd_dir=$${paths.data_dir}/synthetic'
 SMOKE_CELLS := category=tiles,discs
 SMOKE_CELLS_8 := experiment/table8_cells@_global_=synthetic_tiles,synthetic_discs

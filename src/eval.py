@@ -1,17 +1,6 @@
-"""Evaluate a checkpoint: ``python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt``."""
+"""Evaluate a checkpoint: ``python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt`` (same as ``prn-eval``)."""
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-from prn.pipeline import evaluate
-
-
-@hydra.main(config_path="../conf", config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
-
+from prn.cli import eval_main
 
 if __name__ == "__main__":
-    main()
+    eval_main()

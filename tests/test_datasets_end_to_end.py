@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from prn.pipeline import train
 
@@ -13,7 +12,6 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "data"))  # the layout writers live beside the per-dataset tests
 from dataset_layouts import write_btad, write_dagm, write_folder, write_ksdd2  # noqa: E402
 
-CONF = TESTS.parent / "conf"
 ALL_METRICS = {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
 
 CASES = {
@@ -24,23 +22,27 @@ CASES = {
 }
 
 
-def _train(dataset: str, tmp_path: Path) -> tuple[dict, dict]:
-    category, writer = CASES[dataset]
-    root = writer(tmp_path / "data")
-    overrides = [
-        f"dataset={dataset}", f"root={root}", f"category={category}", "schedule=smoke", "max_steps=1", "batch_size=2",
-        "weights=null", "seen=2", "model.prototypes.iterations=5", "logger=csv",
-        f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'unused'}",
-    ]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    train(cfg)
+@pytest.fixture
+def _train(compose_cfg, tiny):
+    def run(dataset: str, tmp_path: Path) -> tuple[dict, dict]:
+        category, writer = CASES[dataset]
+        root = writer(tmp_path / "data")
+        train(compose_cfg("train", [
+            *tiny, f"dataset={dataset}", f"root={root}", f"category={category}", "max_steps=1", "batch_size=2", "seen=2",
+            f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'unused'}",
+        ]))
+        return _results(tmp_path)
+
+    return run
+
+
+def _results(tmp_path: Path) -> tuple[dict, dict]:
     run_dir = tmp_path / "run"
     return json.loads((run_dir / "results.json").read_text()), json.loads((run_dir / "split.json").read_text())
 
 
 @pytest.mark.parametrize("dataset", ["btad", "dagm", "ksdd2"])
-def test_train_and_test_with_pixel_metrics(dataset, tmp_path):
+def test_train_and_test_with_pixel_metrics(dataset, tmp_path, _train):
     results, split = _train(dataset, tmp_path)
     assert results["dataset"] == dataset and set(results["metrics"]) == ALL_METRICS
     assert all(0.0 <= value <= 1.0 for value in results["metrics"].values())
@@ -51,7 +53,7 @@ def test_train_and_test_with_pixel_metrics(dataset, tmp_path):
     assert results["steps"] == 1
 
 
-def test_folder_without_test_masks_reports_image_metrics_only(tmp_path):
+def test_folder_without_test_masks_reports_image_metrics_only(tmp_path, _train):
     results, split = _train("folder", tmp_path)
     assert set(results["metrics"]) == {"image_auroc"} and 0.0 <= results["metrics"]["image_auroc"] <= 1.0
     skipped = {note.split(" skipped: ")[0] for note in results["notes"] if " skipped: " in note}

@@ -6,31 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import evaluate, module_from_checkpoint, predict, train
+from prn.pipeline import build_module, evaluate, instantiate_callbacks, module_from_checkpoint, predict, train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def _compose(name, overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-TRAINED_OVERRIDES = [
-    "schedule=smoke", "weights=null", "model.prototypes.iterations=10", "logger=csv",
-    "dataset.datamodule.num_train=16", "dataset.datamodule.num_test_good=4", "dataset.datamodule.num_test_per_defect=4",
-]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, compose_cfg, tiny):
     root = tmp_path_factory.mktemp("e2e")
-    cfg = _compose("train", [f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}", *TRAINED_OVERRIDES])
+    cfg = compose_cfg("train", [f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}", *tiny])
     return cfg, train(cfg)
 
 
@@ -54,25 +41,25 @@ def test_checkpoint_carries_prototypes(trained):
     assert prototypes and all(state[k].shape[0] >= 1 for k in prototypes)
 
 
-def test_eval_reproduces_the_training_runs_metrics(trained, tmp_path):
+def test_eval_reproduces_the_training_runs_metrics(trained, tmp_path, compose_cfg):
     cfg, result = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    evaluated = evaluate(_compose("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}"]))
+    evaluated = evaluate(compose_cfg("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}"]))
     assert evaluated["category"] == "tiles"
     for key, value in result["metrics"].items():
         assert evaluated["metrics"][key] == pytest.approx(value, abs=1e-6)
 
 
-def test_eval_names_a_missing_checkpoint(tmp_path):
+def test_eval_names_a_missing_checkpoint(tmp_path, compose_cfg):
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
-        evaluate(_compose("eval", [f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.output_dir={tmp_path}"]))
+        evaluate(compose_cfg("eval", [f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.output_dir={tmp_path}"]))
 
 
-def test_resume_goes_on_from_the_checkpoint_with_its_prototypes(trained, tmp_path):
+def test_resume_goes_on_from_the_checkpoint_with_its_prototypes(trained, tmp_path, compose_cfg, tiny):
     cfg, _ = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    resumed_cfg = _compose("train", [
-        *TRAINED_OVERRIDES, f"paths.data_dir={cfg.paths.data_dir}", f"paths.output_dir={tmp_path}", f"resume={ckpt}", "max_steps=6", "epochs=3",
+    resumed_cfg = compose_cfg("train", [
+        *tiny, f"paths.data_dir={cfg.paths.data_dir}", f"paths.output_dir={tmp_path}", f"resume={ckpt}", "max_steps=6", "epochs=3",
     ])
     result = train(resumed_cfg)
     assert result["steps"] == 6 and result["resumed_from"] == str(ckpt)
@@ -85,18 +72,18 @@ def test_resume_goes_on_from_the_checkpoint_with_its_prototypes(trained, tmp_pat
     assert not torch.equal(after[trained_key], before[trained_key]), "two more steps must change the decoder"
 
 
-def test_resume_names_a_missing_checkpoint(tmp_path):
+def test_resume_names_a_missing_checkpoint(tmp_path, compose_cfg):
     with pytest.raises(FileNotFoundError, match="resume="):
-        train(_compose("train", [f"paths.output_dir={tmp_path}", f"resume={tmp_path / 'nope.ckpt'}"]))
+        train(compose_cfg("train", [f"paths.output_dir={tmp_path}", f"resume={tmp_path / 'nope.ckpt'}"]))
     assert not any(tmp_path.iterdir()), "nothing is written before the checkpoint is checked"
 
 
-def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_path):
+def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_path, compose_cfg):
     cfg, _ = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     folder = Path(cfg.paths.data_dir) / "synthetic" / "tiles" / "test"
     images = sorted(p for p in folder.rglob("*.png"))
-    result = predict(_compose("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path}", "threshold=0.5"]))
+    result = predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path}", "threshold=0.5"]))
     assert result["images"] == len(images)
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
     assert [Path(r["path"]) for r in rows] == images
@@ -109,9 +96,25 @@ def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_
     assert Path(rows[0]["map"]).is_file() and Path(rows[0]["overlay"]).is_file()
 
 
-def test_predict_names_a_missing_input(trained, tmp_path):
+def test_predict_names_a_missing_input(trained, tmp_path, compose_cfg):
     cfg, _ = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     with pytest.raises(DatasetError, match="input="):
-        predict(_compose("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'nope'}", f"paths.output_dir={tmp_path / 'out'}"]))
+        predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'nope'}", f"paths.output_dir={tmp_path / 'out'}"]))
     assert not (tmp_path / "out").exists()
+
+
+def test_one_override_swaps_the_optimiser_and_adds_a_scheduler(compose_cfg, tiny):
+    cfg = compose_cfg("train", [*tiny, "model.optimizer._target_=torch.optim.AdamW", "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
+                                "+model.scheduler._partial_=true", "+model.scheduler.step_size=2", "paths.output_dir=/tmp/prn-compose"])
+    configured = build_module(cfg).configure_optimizers()
+    assert type(configured["optimizer"]) is torch.optim.AdamW and configured["optimizer"].param_groups[0]["lr"] == 1e-4
+    assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
+
+
+def test_callbacks_come_from_config_and_one_override_switches_one_off(compose_cfg, tiny):
+    default = instantiate_callbacks(compose_cfg("train", [*tiny, "paths.output_dir=/tmp/prn-compose"]).callbacks)
+    assert {type(c).__name__ for c in default} == {"PrototypeCallback", "ModelCheckpoint", "TrainingTimer", "RichProgressBar", "WandbReportCallback"}
+    for override in ("~callbacks.timer", "callbacks.timer=null"):
+        fewer = instantiate_callbacks(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
+        assert "TrainingTimer" not in {type(c).__name__ for c in fewer} and len(fewer) == len(default) - 1

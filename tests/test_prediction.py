@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from prn.data.errors import DatasetError
-from prn.prediction import PredictionWriter, collect_images, heat_colours, resize_map, save_map
+from prn.prediction import PredictionWriter, collect_images, resize_map, save_map
 
 
 def _image(path: Path, size=(40, 60), value=128) -> Path:
@@ -38,11 +38,6 @@ def test_collect_images_names_a_missing_path_an_empty_match_and_a_broken_file(tm
         collect_images(tmp_path / "mixed")
 
 
-def test_heat_colours_run_blue_green_red_on_an_absolute_scale():
-    colours = heat_colours(np.array([0.0, 0.5, 1.0, 2.0]))
-    np.testing.assert_allclose(colours, [[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 0, 0]])
-
-
 def test_saved_map_has_native_size_and_keeps_values_to_16_bits(tmp_path):
     anomaly_map = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))
     save_map(resize_map(anomaly_map, (64, 96)), tmp_path / "map.png")
@@ -54,10 +49,11 @@ def test_saved_map_has_native_size_and_keeps_values_to_16_bits(tmp_path):
 def test_writer_mirrors_the_input_tree_and_applies_the_threshold(tmp_path):
     a = _image(tmp_path / "in" / "a" / "000.png")
     b = _image(tmp_path / "in" / "b" / "000.png")
-    writer = PredictionWriter(tmp_path / "out", tmp_path / "in", threshold=0.5, save_maps=True)
-    writer.write(a, np.zeros((16, 16), np.float32), 0.2)
-    writer.write(b, np.ones((16, 16), np.float32), 0.9)
-    writer.close()
+    writer = PredictionWriter(tmp_path / "out", threshold=0.5, save_maps=True)
+    writer.on_predict_start(None, None)
+    writer.write(a, Path("a/000.png"), np.zeros((16, 16), np.float32), 0.2)
+    writer.write(b, Path("b/000.png"), np.ones((16, 16), np.float32), 0.9)
+    writer.on_predict_end(None, None)
     rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
     assert rows[0] == "path,score,anomalous,map,overlay"
     assert rows[1].split(",")[1:3] == ["0.200000", "0"] and rows[2].split(",")[1:3] == ["0.900000", "1"]

@@ -6,44 +6,41 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from prn.pipeline import train
 from prn.reporting.aggregate import aggregate
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["dataset=synthetic", "schedule=smoke", "weights=null", "model.prototypes.iterations=5"]
+SMOKE = ["dataset=synthetic", "debug=tiny"]
 
 
-def _compose(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+@pytest.fixture
+def _compose(compose_cfg):
+    return lambda overrides: compose_cfg("train", overrides)
 
 
 @pytest.mark.parametrize("table", [f"table{n}" for n in range(1, 9)])
-def test_every_experiment_composes_at_paper_scale(table):
+def test_every_experiment_composes_at_paper_scale(table, _compose):
     cfg = _compose([f"experiment={table}"])
     assert cfg.experiment_name == table and cfg.epochs == 700 and cfg.batch_size == 64
     assert cfg.dataset.name == ("dagm" if table == "table8" else "mvtec")
 
 
-def test_table5_rows_set_the_generation_switches():
+def test_table5_rows_set_the_generation_switches(_compose):
     cfg = _compose(["experiment=table5", "experiment/table5_rows@_global_=hea_hoa_ta"])
     assert (cfg.generation.ea, cfg.generation.hea, cfg.generation.hoa, cfg.generation.ta) == (False, True, True, True)
 
 
-def test_table8_cells_pair_dataset_and_category():
+def test_table8_cells_pair_dataset_and_category(_compose):
     cfg = _compose(["experiment=table8", "experiment/table8_cells@_global_=btad_02"])
     assert cfg.dataset.name == "btad" and cfg.category == "02" and cfg.epochs == 700
 
 
-def test_in_process_job_lands_in_its_table_row(tmp_path):
+def test_in_process_job_lands_in_its_table_row(tmp_path, _compose):
     """Fast variant of the sweep below: one smoke job of Table 7 written like a sweep job."""
     run_dir = tmp_path / "sweep" / "0_synthetic_tiles"
     cfg = _compose(["experiment=table7", *SMOKE, "seen=5", "category=tiles", "max_steps=1",
-                    f"paths.output_dir={run_dir}", f"paths.data_dir={tmp_path / 'data'}",
-                    "dataset.datamodule.num_train=12", "dataset.datamodule.num_test_good=4",
-                    "dataset.datamodule.num_test_per_defect=4"])
+                    f"paths.output_dir={run_dir}", f"paths.data_dir={tmp_path / 'data'}", "synthetic.num_train=12"])
     result = train(cfg)
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["config"]["seen"] == 5 and saved["seed"] == 0 and saved["git_commit"] and saved["hardware"]

@@ -1,63 +1,60 @@
 """Train-then-test, evaluate-a-checkpoint and predict-on-new-images jobs, driven by a composed Hydra config.
 
-``src/train.py``, ``src/eval.py`` and ``src/predict.py`` are thin Hydra wrappers around
-these functions, which tests call directly with ``hydra.compose``.
+Every object of a run is built from the config by ``_target_`` (datamodule, module with its
+network, loss and optimiser, callbacks, loggers, trainer); these functions only wire them:
+instantiate, fit, test, report. ``prn.cli`` (``prn-train``, ``src/train.py``, ...) wraps
+them in ``hydra.main``; tests call them directly with ``hydra.compose``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from prn.data.image_io import parse_image_size
-from prn.lightning.callbacks import PrototypeCallback, TrainingTimer
-from prn.lightning.module import PRNModule
-from prn.prediction import PredictionWriter, collect_images, predict_batches
+from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
+from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.results import print_results, provenance, write_results
-from prn.utils.wandb import report_callbacks
 
 log = logging.getLogger(__name__)
+CallbackT = TypeVar("CallbackT", bound=L.Callback)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit PRN (or go on from ``resume=``), then test the weights of the last step (never a test-selected epoch)."""
     run_dir = Path(cfg.paths.output_dir)
-    resume = _resume_checkpoint(cfg)
+    resume = None if cfg.get("resume") is None else existing_checkpoint(cfg.resume, "resume")
     print_and_save_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     start = time.perf_counter()
-    datamodule = build_datamodule(cfg, run_dir)
-    module = PRNModule(
-        net_config=OmegaConf.to_container(cfg.model.net, resolve=True),
-        data_config={"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)},
-        **cfg.model.module,
-    )
+    datamodule = build_datamodule(cfg.dataset.datamodule, run_dir)
+    module = build_module(cfg)
     if resume is not None:
         _install_saved_prototypes(module, resume)
-    prototypes = PrototypeCallback(**cfg.model.prototypes)
-    timer = TrainingTimer()
-    trainer = build_trainer(cfg, run_dir, callbacks=[prototypes, _periodic_checkpoint(cfg, run_dir), timer])
+    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # optimiser state too: resume= needs it
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(checkpoint, weights_only=False)  # optimiser state too: resume= needs it
     trainer.test(module, datamodule=datamodule, verbose=False)
+    timer, prototypes = find_callback(trainer, TrainingTimer), find_callback(trainer, PrototypeCallback)
     extra = {
         "train_seconds": round(train_seconds, 1),
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
-        "seconds_per_step": round(timer.seconds_per_step(trainer.global_step), 3),
-        "prototype_seconds": round(prototypes.seconds, 1),
-        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "seconds_per_step": None if timer is None else round(timer.seconds_per_step(trainer.global_step), 3),
+        "prototype_seconds": None if prototypes is None else round(prototypes.seconds, 1),
+        "checkpoint": str(checkpoint),
         "resumed_from": None if resume is None else str(resume),
     }
     header = {"dataset": cfg.dataset.name, "category": cfg.category}
@@ -75,24 +72,62 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dataset_name = data_config.pop("name")
     overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
     data_config.update(overrides, eval_batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    datamodule = hydra.utils.instantiate(data_config, output_dir=str(run_dir), _convert_="partial")
-    trainer = build_trainer(cfg, run_dir, callbacks=[])
+    datamodule = build_datamodule(data_config, run_dir)
+    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
     trainer.test(saved, datamodule=datamodule, verbose=False)
     header = {"dataset": dataset_name, "category": data_config["category"]}
     return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
 
 
-def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
-    """``(h, w)`` the checkpoint was trained at: new images are resized to it, as the test set was."""
-    size = (module.hparams.get("data_config") or {}).get("image_size")
-    if size is None:
-        raise ValueError(f"checkpoint {ckpt} records no data_config.image_size: it was not written by src/train.py")
-    return parse_image_size(size)
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Score new images with a checkpoint through Lightning's predict loop; the writer callback fills the run directory."""
+    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    files, root = collect_images(cfg.input)
+    module = module_from_checkpoint(ckpt)
+    loader = DataLoader(ImageFileSet(files, root, training_image_size(module, ckpt)), batch_size=cfg.batch_size,
+                        num_workers=cfg.num_workers, shuffle=False)
+    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
+    writer = find_callback(trainer, PredictionWriter)
+    if writer is None:
+        raise ValueError("callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)")
+    start = time.perf_counter()
+    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    seconds = time.perf_counter() - start
+    log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
+    return {"images": writer.count, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2), "checkpoint": str(ckpt)}
 
 
-def _resume_checkpoint(cfg: DictConfig) -> Path | None:
-    """The checkpoint named by ``resume=``, checked before anything is written."""
-    return None if cfg.get("resume") is None else existing_checkpoint(cfg.resume, "resume")
+def build_datamodule(config: DictConfig | dict[str, Any], run_dir: Path) -> L.LightningDataModule:
+    """The configured datamodule, writing its split file into the run directory."""
+    return hydra.utils.instantiate(config, output_dir=str(run_dir), _convert_="partial")
+
+
+def build_module(cfg: DictConfig) -> PRNModule:
+    """``cfg.model`` instantiated (network, loss, optimiser partial), remembering the data config for evaluation."""
+    data_config = {"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)}
+    module_factory = hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="partial")
+    return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
+
+
+def instantiate_callbacks(config: DictConfig | None) -> list[L.Callback]:
+    """Every entry of a ``callbacks`` group with a ``_target_``; entries set to null are switched off."""
+    return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
+
+
+def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
+    """Every entry of the ``logger`` group with a ``_target_``."""
+    return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    """The configured Lightning trainer with these callbacks and the configured loggers (none: no logger)."""
+    loggers = instantiate_loggers(cfg.get("logger"))
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:
+    """The trainer's callback of type ``kind``, or None when the config switched it off."""
+    return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
 
 
 def existing_checkpoint(value: str, option: str) -> Path:
@@ -101,6 +136,19 @@ def existing_checkpoint(value: str, option: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)")
     return path
+
+
+def module_from_checkpoint(ckpt: Path) -> PRNModule:
+    """The saved module, read from disk once; no encoder download, as the checkpoint has the weights."""
+    return PRNModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+
+
+def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
+    """``(h, w)`` the checkpoint was trained at: new images are resized to it, as the test set was."""
+    size = (module.hparams.get("data_config") or {}).get("image_size")
+    if size is None:
+        raise ValueError(f"checkpoint {ckpt} records no data_config.image_size: it was not written by prn's training")
+    return parse_image_size(size)
 
 
 def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
@@ -113,59 +161,6 @@ def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
     saved = [state.get(f"net.prototypes.{name}") for name in bank.buffer_names]
     if all(tensor is not None and tensor.numel() > 0 for tensor in saved):
         bank.set_prototypes(saved)
-
-
-def _periodic_checkpoint(cfg: DictConfig, run_dir: Path) -> ModelCheckpoint:
-    """``last.ckpt`` every ``checkpoint_minutes`` of training, so a killed job can ``resume=``.
-
-    Time-based rather than per epoch: a small category has a few steps per epoch and
-    700 epochs, and a 270 MB write per epoch (weights + Adam state) would cost more than the training.
-    """
-    interval = timedelta(minutes=cfg.checkpoint_minutes)
-    return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, train_time_interval=interval)
-
-
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Score new images with a checkpoint; write ``scores.csv``, maps and overlays under the run directory."""
-    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
-    files, root = collect_images(cfg.input)
-    run_dir = Path(cfg.paths.output_dir)
-    module = module_from_checkpoint(ckpt)
-    size = training_image_size(module, ckpt)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    start = time.perf_counter()
-    writer = PredictionWriter(run_dir, root, cfg.threshold, cfg.save_maps)
-    try:
-        for paths, maps, scores in predict_batches(module, files, size, cfg.batch_size, cfg.num_workers, device):
-            for path, anomaly_map, score in zip(paths, maps, scores):
-                writer.write(path, anomaly_map, float(score))
-    finally:
-        writer.close()
-    seconds = time.perf_counter() - start
-    log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
-    return {"images": writer.count, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2), "checkpoint": str(ckpt)}
-
-
-def build_datamodule(cfg: DictConfig, run_dir: Path) -> L.LightningDataModule:
-    """The configured datamodule, writing its split file into the run directory."""
-    return hydra.utils.instantiate(cfg.dataset.datamodule, output_dir=str(run_dir), _convert_="partial")
-
-
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
-    """Lightning trainer with the configured loggers and a rich progress bar."""
-    loggers = [hydra.utils.instantiate(conf) for conf in cfg.get("logger", {}).values()]
-    callbacks = [*callbacks, *report_callbacks(loggers), RichProgressBar()]
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
-
-def module_from_checkpoint(ckpt: Path) -> PRNModule:
-    """The saved module, read from disk once; no encoder download, as the checkpoint has the weights."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    hparams = checkpoint["hyper_parameters"]
-    net_config = {**hparams["net_config"], "encoder_weights": None, "allow_random_fallback": False}
-    module = PRNModule(**{**hparams, "net_config": net_config})
-    module.load_state_dict(checkpoint["state_dict"])
-    return module
 
 
 def _report(
@@ -187,6 +182,7 @@ def _report(
         **header,
         "metrics": module.test_results,
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
+        "test_images_per_rank": module.test_images_per_rank,
         "split": _split_counts(datamodule),
         "encoder_weights": weights_report,
         "notes": notes,

@@ -4,24 +4,29 @@ The engineer's loop after training: point ``src/predict.py`` at a file, a folder
 recursively) or a glob, and get one CSV row per image plus, per image, the anomaly map
 as a 16-bit PNG and a heat-map overlay, both at the image's native size. Images are
 resized to the checkpoint's training size exactly as training and testing resized them.
+Lightning's predict loop runs the model (``PRNModule.predict_step``); :class:`PredictionWriter`
+is the ``BasePredictionWriter`` that writes each batch as it arrives.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
-import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from prn.data.errors import DatasetError
 from prn.data.image_io import image_size_of, load_image
 from prn.data.records import IMAGE_SUFFIXES
 from prn.data.training import image_tensor
+from prn.utils.heatmap import overlay
 
 CSV_FIELDS = ("path", "score", "anomalous", "map", "overlay")
 
@@ -56,10 +61,14 @@ def _glob_root(pattern: str) -> Path:
 
 
 class ImageFileSet(Dataset):
-    """The model's input for each file, plus what is needed to map results back to it."""
+    """The model's input for each file, its path, and its output name relative to ``root``.
 
-    def __init__(self, files: Sequence[Path], size: tuple[int, int]) -> None:
+    The relative name mirrors the input tree, so ``a/000.png`` and ``b/000.png`` do not collide.
+    """
+
+    def __init__(self, files: Sequence[Path], root: Path, size: tuple[int, int]) -> None:
         self.files = list(files)
+        self.root = root.resolve()
         self.size = size
 
     def __len__(self) -> int:
@@ -67,18 +76,13 @@ class ImageFileSet(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
-        return {"image": image_tensor(load_image(path, self.size)), "index": index}
+        return {"image": image_tensor(load_image(path, self.size)), "path": str(path), "relative": str(self._relative(path))}
 
-
-def predict_batches(module: torch.nn.Module, files: Sequence[Path], size: tuple[int, int], batch_size: int,
-                    num_workers: int, device: torch.device) -> Iterator[tuple[list[Path], np.ndarray, np.ndarray]]:
-    """``(files, maps [B, h, w] float32, scores [B])`` per batch, at the model's input size."""
-    loader = DataLoader(ImageFileSet(files, size), batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    module.eval().to(device)
-    with torch.no_grad():
-        for batch in loader:
-            maps, scores = module.predict_maps_and_scores(batch["image"].to(device))
-            yield [files[i] for i in batch["index"].tolist()], maps[:, 0].cpu().numpy(), scores.cpu().numpy()
+    def _relative(self, path: Path) -> Path:
+        try:
+            return path.resolve().relative_to(self.root)
+        except ValueError:
+            return Path(path.name)
 
 
 def resize_map(anomaly_map: np.ndarray, native_size: tuple[int, int]) -> np.ndarray:
@@ -94,41 +98,49 @@ def save_map(native_map: np.ndarray, path: Path) -> None:
     Image.fromarray(values).save(path)
 
 
-def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path, alpha: float = 0.6) -> None:
-    """The decoded image with its native-size map blended in as a heat map.
-
-    The blend weight grows with the score (``alpha * sqrt(map)``), so normal regions keep
-    their own colours and only suspicious ones are tinted.
-    """
-    values = np.clip(native_map, 0.0, 1.0)
-    weight = alpha * np.sqrt(values)[..., None]
-    blended = (1 - weight) * image.astype(np.float32) + weight * heat_colours(values)
+def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path) -> None:
+    """The decoded image with its native-size map blended in (:func:`prn.utils.heatmap.overlay`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8)).save(path)
+    Image.fromarray(overlay(image, native_map)).save(path)
 
 
-def heat_colours(values: np.ndarray) -> np.ndarray:
-    """``[0, 1]`` values to RGB ``float`` in ``[0, 255]``: blue (0) through green to red (1), absolute, not per-image rescaled."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
-    anchors = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 0]], dtype=np.float32)
-    low = anchors[0] + (anchors[1] - anchors[0]) * np.clip(2 * v, 0, 1)
-    return np.where(v < 0.5, low, anchors[1] + (anchors[2] - anchors[1]) * np.clip(2 * v - 1, 0, 1))
+class PredictionWriter(BasePredictionWriter):
+    """Appends one ``scores.csv`` row per image as batches arrive, so an interrupted run keeps what it did.
 
+    With ``save_maps``, also ``maps/<relative>.png`` and ``overlays/<relative>.png`` at the
+    image's native size. ``threshold`` fills the ``anomalous`` column (score >= threshold).
+    """
 
-class PredictionWriter:
-    """Appends one CSV row per image as results arrive, so an interrupted run keeps what it did."""
+    def __init__(self, output_dir: str | Path, threshold: float | None = None, save_maps: bool = True) -> None:
+        super().__init__(write_interval="batch")
+        self.out_dir = Path(output_dir)
+        self.threshold, self.save_maps = threshold, save_maps
+        self.csv_path = self.out_dir / "scores.csv"
+        self.count = 0
+        self._handle = None
+        self._rows: csv.DictWriter | None = None
 
-    def __init__(self, out_dir: Path, root: Path, threshold: float | None, save_maps: bool) -> None:
-        self.out_dir, self.root, self.threshold, self.save_maps = out_dir, root, threshold, save_maps
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.csv_path = out_dir / "scores.csv"
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.csv_path, "w", newline="")
         self._rows = csv.DictWriter(self._handle, fieldnames=CSV_FIELDS)
         self._rows.writeheader()
         self.count = 0
 
-    def write(self, image_path: Path, anomaly_map: np.ndarray, score: float) -> None:
-        relative = self._relative(image_path)
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.close()
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: dict[str, Any],
+                           batch_indices: Sequence[int] | None, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
+        maps = prediction["anomaly_map"][:, 0].float().numpy()
+        for path, relative, anomaly_map, score in zip(batch["path"], batch["relative"], maps, prediction["score"].tolist()):
+            self.write(Path(path), Path(relative), anomaly_map, float(score))
+
+    def write(self, image_path: Path, relative: Path, anomaly_map: np.ndarray, score: float) -> None:
+        """One image's row (and files), flushed at once."""
         row = {"path": str(image_path), "score": f"{score:.6f}", "anomalous": "", "map": "", "overlay": ""}
         if self.threshold is not None:
             row["anomalous"] = int(score >= self.threshold)
@@ -145,11 +157,5 @@ class PredictionWriter:
         self.count += 1
 
     def close(self) -> None:
-        self._handle.close()
-
-    def _relative(self, image_path: Path) -> Path:
-        """Output name mirroring the input tree, so ``a/000.png`` and ``b/000.png`` do not collide."""
-        try:
-            return image_path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return Path(image_path.name)
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()

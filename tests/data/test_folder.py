@@ -33,7 +33,7 @@ def test_seen_from_train_anomalous_and_recorded(tmp_path):
 def test_without_test_masks_the_loader_yields_no_mask_and_pixel_metrics_are_skipped(tmp_path, caplog):
     root = write_folder(tmp_path / "data", test_masks=False)
     module = FolderDataModule(root, "widget", num_seen_anomalies=2, image_size=64, eval_batch_size=6, output_dir=tmp_path / "run")
-    with caplog.at_level(logging.WARNING, logger="prn.data.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="prn.data.base"):
         module.setup("test")
     assert "no ground-truth masks" in caplog.text and "pixel AUROC, AUPRO and pixel AP are skipped" in caplog.text
     batch = next(iter(module.test_dataloader()))

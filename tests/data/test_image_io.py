@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from prn.data.errors import DatasetError
-from prn.data.image_io import image_size_of, load_image, load_mask, parse_image_size
+from prn.data.image_io import decode_images, decode_masks, image_size_of, load_image, load_mask, parse_image_size
 
 
 @pytest.mark.parametrize(("value", "expected"), [(256, (256, 256)), ([128, 96], (128, 96)), ((64, 32), (64, 32))])
@@ -85,3 +85,28 @@ def test_garbage_and_missing_files_name_the_file(tmp_path, loader):
         loader(garbage, (8, 8))
     with pytest.raises(DatasetError, match="absent.png"):
         loader(tmp_path / "absent.png", (8, 8))
+
+
+def test_decode_images_keeps_the_order_and_resizes(tmp_path):
+    paths = [_save(tmp_path / f"{i}.png", Image.fromarray(np.full((10, 12, 3), 20 * i, dtype=np.uint8))) for i in range(5)]
+    images = decode_images(paths, (4, 6))
+    assert [image.shape for image in images] == [(4, 6, 3)] * 5
+    assert [int(image[0, 0, 0]) for image in images] == [0, 20, 40, 60, 80]
+    assert decode_images([], (4, 6)) == []
+
+
+def test_decode_masks_keeps_none_and_binarises(tmp_path):
+    pixels = np.zeros((8, 8), dtype=np.uint8)
+    pixels[:4] = 255
+    path = _save(tmp_path / "mask.png", Image.fromarray(pixels))
+    masks = decode_masks([None, path, None], (8, 8))
+    assert masks[0] is None and masks[2] is None
+    assert masks[1].dtype == bool and masks[1][:4].all() and not masks[1][4:].any()
+
+
+def test_decode_images_names_the_broken_file(tmp_path):
+    good = _save(tmp_path / "good.png", Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DatasetError, match="broken.png"):
+        decode_images([good, broken], (4, 4))

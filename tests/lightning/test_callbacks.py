@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from prn.lightning.callbacks import PrototypeCallback
 from prn.lightning.module import PRNModule
+from prn.models import PRNet
 
 
 class _Images(Dataset):
@@ -30,7 +31,7 @@ class _NormalsOnly(L.LightningDataModule):
 
 
 def _module(**net):
-    return PRNModule(net_config={"encoder_weights": None, **net})
+    return PRNModule(PRNet(encoder_weights=None, **net))
 
 
 def _trainer():

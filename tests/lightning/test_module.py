@@ -1,10 +1,11 @@
 import torch
 
 from prn.lightning.module import PRNModule
+from prn.models import PRNet
 
 
 def _module():
-    module = PRNModule(net_config={"encoder_weights": None, "use_mp": False}, top_k=10)
+    module = PRNModule(PRNet(encoder_weights=None, use_mp=False), top_k=10)
     return module
 
 

@@ -129,3 +129,44 @@ def test_tiny_storage_slabs_give_the_same_results(monkeypatch: pytest.MonkeyPatc
     metrics.compute()
     feed(metrics, maps[9:], masks[9:], image_scores[9:], labels[9:], batch_size=3)
     assert metrics.compute() == pytest.approx(expected.compute(), abs=1e-12)
+
+
+@pytest.mark.parametrize("target", [torch.device("meta"), torch.bfloat16])
+def test_moving_the_owning_module_keeps_the_states_on_the_cpu(target) -> None:
+    """A LightningModule moved to a GPU (here: meta) or a dtype must not move the test set."""
+    maps, masks, image_scores, labels = make_test_set(seed=9)
+    expected = AnomalyMetrics()
+    feed(expected, maps, masks, image_scores, labels)
+    owner = torch.nn.Module()
+    owner.metrics = AnomalyMetrics()
+    feed(owner.metrics, maps[:6], masks[:6], image_scores[:6], labels[:6])
+    owner.to(target)
+    feed(owner.metrics, maps[6:], masks[6:], image_scores[6:], labels[6:])
+    assert owner.metrics.device == torch.device("cpu")
+    assert owner.metrics.compute() == pytest.approx(expected.compute(), abs=1e-12)
+    states = owner.metrics.metric_state
+    parts = [part for value in states.values() for part in (value if isinstance(value, list) else [value])]
+    assert {part.device.type for part in parts} == {"cpu"}
+    assert states["normal_scores"][0].dtype == torch.float32
+
+
+def test_local_images_counts_this_process_updates_and_forward_is_refused() -> None:
+    maps, masks, image_scores, labels = make_test_set(seed=10, images=9)
+    metrics = AnomalyMetrics()
+    feed(metrics, maps, masks, image_scores, labels)
+    assert metrics.local_images == 9
+    with pytest.raises(NotImplementedError, match="update"):
+        metrics(torch.from_numpy(maps), None, torch.from_numpy(image_scores), torch.from_numpy(labels))
+    metrics.reset()
+    assert metrics.local_images == 0
+
+
+def test_merge_state_adds_another_metrics_data() -> None:
+    maps, masks, image_scores, labels = make_test_set(seed=12, images=12, levels=3)
+    expected = AnomalyMetrics()
+    feed(expected, maps, masks, image_scores, labels)
+    first, second = AnomalyMetrics(), AnomalyMetrics()
+    feed(first, maps[:5], masks[:5], image_scores[:5], labels[:5])
+    feed(second, maps[5:], masks[5:], image_scores[5:], labels[5:])
+    first.merge_state(second)
+    assert first.compute() == pytest.approx(expected.compute(), abs=1e-12)

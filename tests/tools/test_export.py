@@ -2,17 +2,21 @@
 
 import json
 
+import lightning as L
 import torch
 
 from prn.lightning.module import PRNModule
+from prn.models import PRNet
 from prn.tools.export import METADATA_FILE, export_checkpoint
 
 
 def _checkpoint(path, size=128):
     torch.manual_seed(0)
-    module = PRNModule(net_config={"encoder_weights": None}, data_config={"name": "synthetic", "image_size": size}, top_k=10)
+    module = PRNModule(PRNet(encoder_weights=None), data_config={"name": "synthetic", "image_size": size}, top_k=10)
     module.net.set_prototypes([torch.randn(3, c, size // s, size // s) for c, s in [(64, 4), (128, 8), (256, 16)]])
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
     return module.eval()
 
 

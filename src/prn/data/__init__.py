@@ -1,5 +1,5 @@
 """Datasets: scanning folder layouts, decoding once, and composing training batches.
 
-Import the submodules directly (``prn.data.datamodule``, ``prn.data.mvtec``, ...): this
+Import the submodules directly (``prn.data.base``, ``prn.data.mvtec``, ...): this
 package stays import-light so that generators and tests need not load Lightning.
 """

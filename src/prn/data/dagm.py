@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prn.data.datamodule import AnomalyDataModule
+from prn.data.base import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import require_same_size
 from prn.data.records import DatasetSplit, Record, find_category_dir, list_image_files, require_dir

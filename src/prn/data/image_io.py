@@ -3,11 +3,14 @@
 Everything goes through PIL so that gray, palette, RGBA and 16-bit files all arrive as
 ``uint8`` RGB; any decoding failure becomes a :class:`DatasetError` naming the file,
 because a bare PIL traceback from inside a worker does not say which file is broken.
+:func:`decode_images` and :func:`decode_masks` decode whole lists in a thread pool.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +91,22 @@ def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
         resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
         binary = np.asarray(resized) > 0
     return np.ascontiguousarray(binary, dtype=bool)
+
+
+def decode_images(paths: Sequence[Path], size: tuple[int, int]) -> list[np.ndarray]:
+    """Decode and resize in a thread pool (PIL releases the GIL while decoding)."""
+    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
+        return list(executor.map(lambda path: load_image(path, size), paths))
+
+
+def decode_masks(paths: Sequence[Path | None], size: tuple[int, int]) -> list[np.ndarray | None]:
+    """Decode masks; ``None`` paths (good images) stay ``None`` to save memory."""
+    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
+        return list(executor.map(lambda path: None if path is None else load_mask(path, size), paths))
+
+
+def _decode_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _open_decoded(path: Path) -> Image.Image:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prn.data.datamodule import AnomalyDataModule
+from prn.data.base import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import mask_is_empty, require_same_size
 from prn.data.records import DatasetSplit, Record, list_image_files, require_dataset_root, require_dir

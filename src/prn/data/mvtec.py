@@ -1,4 +1,4 @@
-"""Scanner for the MVTec AD folder layout.
+"""Scanner and datamodule for the MVTec AD folder layout.
 
 ``<root>/<category>/train/good``, ``<root>/<category>/test/<defect_type>`` and
 ``<root>/<category>/ground_truth/<defect_type>/<stem>_mask.png``. Scanning touches only
@@ -8,7 +8,9 @@ file names and image headers, so every layout problem is reported before any dec
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from prn.data.base import AnomalyDataModule
 from prn.data.errors import DatasetError
 from prn.data.image_io import require_same_size
 from prn.data.records import (
@@ -58,3 +60,10 @@ def _matching_mask(image_path: Path, mask_dir: Path) -> Path:
         )
     require_same_size(image_path, mask_path)
     return mask_path
+
+
+class MVTecDataModule(AnomalyDataModule):
+    """MVTec AD (and anything in its layout); see :class:`AnomalyDataModule` for the options."""
+
+    def __init__(self, root: str | Path, category: str, **options: Any) -> None:
+        super().__init__(root, category, scanner=scan_mvtec, **options)

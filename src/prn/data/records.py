@@ -6,8 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from prn.data.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -44,28 +42,6 @@ class DatasetSplit:
         if not normal:
             raise DatasetError(f"{train_dir} holds no defect-free images (all labelled defective, or none); check dataset.root.")
         return cls(train_normal=normal, train_anomalous=[record for record in train if record.label == 1], test=test)
-
-
-def draw_seen_anomalies(
-    candidates: Sequence[Record], k: int, seed: int, option: str = "dataset.num_seen_anomalies"
-) -> tuple[list[Record], list[Record]]:
-    """Draw ``k`` seen anomalies without replacement; return ``(seen, rest)``, both path-sorted.
-
-    The candidates are sorted by path first so that the draw depends only on the seed and
-    the file names, never on the order the filesystem lists them in.
-    """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise DatasetError(f"{option}={k!r} must be an int >= 0 (the paper uses 10; 0 disables seen anomalies).")
-    ordered = sorted(candidates, key=lambda record: record.image_path.as_posix())
-    if k > len(ordered):
-        raise DatasetError(
-            f"{option}={k} but only {len(ordered)} anomalous images exist to draw from; "
-            f"lower {option} to at most {len(ordered)}."
-        )
-    chosen = set(np.random.default_rng(seed).choice(len(ordered), size=int(k), replace=False).tolist())
-    seen = [record for index, record in enumerate(ordered) if index in chosen]
-    rest = [record for index, record in enumerate(ordered) if index not in chosen]
-    return seen, rest
 
 
 # Helpers shared by the folder-layout scanners (MVTec, BTAD, DAGM, KolektorSDD2, folder).

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from prn.data.datamodule import MVTecDataModule
+from prn.data.mvtec import MVTecDataModule
 from prn.data.errors import DatasetError
 
 CATEGORIES = ("tiles", "discs")

@@ -1,50 +1,76 @@
 """Lightning wrapper around the pure-torch :class:`prn.models.PRNet`.
 
 Training, the optimiser and evaluation live here; the network itself stays free of
-Lightning so it can be exported or reused. There is no validation-driven model
-selection: the weights that are tested are the weights of the last step.
+Lightning so it can be exported or reused. Hydra builds every part (``conf/model/prn.yaml``):
+the network, the loss, and the optimiser and scheduler as partials called here. There is
+no validation-driven model selection: the weights that are tested are those of the last step.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
 from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
 
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+PAPER_OPTIMIZER: OptimizerFactory = partial(torch.optim.Adam, lr=1e-4, weight_decay=1e-2)
+
+
+def per_rank(value: int) -> list[int]:
+    """``value`` of every process, in rank order (just ``[value]`` without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[int] = [0] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
 
 class PRNModule(L.LightningModule):
     """Trains PRN on composed batches and reports image and pixel metrics at test.
 
-    The network is built from ``net_config`` (the keyword arguments of ``PRNet``) so a
-    checkpoint alone rebuilds it: ``PRNModule.load_from_checkpoint(path)``. ``data_config``
-    (the datamodule's resolved config) is only stored, so evaluation can rebuild the same
-    split, with the same seen anomalies left out of the test set.
+    Hydra passes the built ``net``; a checkpoint rebuilds it from the stored ``net_config``
+    (``PRNModule.load_from_checkpoint(path)``), with the encoder's weights taken from the
+    checkpoint rather than downloaded. ``data_config`` (the datamodule's resolved config) is
+    stored so that evaluation rebuilds the same split, with the same seen anomalies left
+    out of the test set.
     """
 
     def __init__(
         self,
-        net_config: dict[str, Any],
-        data_config: dict[str, Any] | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 1e-2,
-        focal_weight: float = 5.0,
-        focal_alpha: float = 0.5,
-        focal_gamma: float = 4.0,
+        net: PRNet | None = None,
+        optimizer: OptimizerFactory = PAPER_OPTIMIZER,
+        scheduler: SchedulerFactory | None = None,
+        loss: nn.Module | None = None,
         top_k: int = 100,
         channels_last: bool = False,
+        data_config: dict[str, Any] | None = None,
+        net_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = PRNet(**net_config)
-        self.loss = PRNLoss(focal_weight, focal_alpha, focal_gamma)
+        if (net is None) == (net_config is None):
+            raise ValueError("PRNModule takes a network (net=PRNet(...)) or, from a checkpoint, its net_config: exactly one")
+        net = net if net is not None else PRNet(**net_config)
+        saved_net_config = {**net.config, "encoder_weights": None, "allow_random_fallback": False}  # weights: in the state dict
+        self.save_hyperparameters({"net_config": saved_net_config, "encoder_weights": net.config["encoder_weights"],
+                                   "data_config": data_config, "top_k": top_k, "channels_last": channels_last})
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss = loss if loss is not None else PRNLoss()
         self.metrics = AnomalyMetrics()
         self.test_results: dict[str, float] = {}
+        self.test_images_per_rank: list[int] = []
         self.inference_seconds = 0.0
         self.inference_images = 0
 
@@ -88,9 +114,11 @@ class PRNModule(L.LightningModule):
         self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu())
 
     def on_test_epoch_end(self) -> None:
+        """Every rank scored its shard; ``compute`` syncs the states, so every rank logs the whole test set's value."""
         self.test_results = self.metrics.compute()
+        self.test_images_per_rank = per_rank(self.inference_images)
         for name, value in self.test_results.items():
-            self.log(f"test/{name}", value, sync_dist=True)  # every rank scored the whole test set: same value
+            self.log(f"test/{name}", value, sync_dist=True)  # equal on every rank already: the mean changes nothing
 
     def _timed_inference(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.is_cuda:
@@ -107,6 +135,9 @@ class PRNModule(L.LightningModule):
         maps, scores = self.predict_maps_and_scores(batch["image"])
         return {"anomaly_map": maps.cpu(), "score": scores.cpu(), "path": batch.get("path")}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        trainable = [p for p in self.net.parameters() if p.requires_grad]
-        return torch.optim.Adam(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The configured optimiser over the trainable parameters (the frozen encoder stays out), and its scheduler."""
+        optimizer = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}

@@ -57,6 +57,10 @@ class PRNet(nn.Module):
                  use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
                  msa_reduction: int = 4) -> None:
         super().__init__()
+        self.config = {
+            "encoder_weights": encoder_weights, "allow_random_fallback": allow_random_fallback, "use_mp": use_mp,
+            "use_msa": use_msa, "use_mf": use_mf, "msa_depth": msa_depth, "msa_reduction": msa_reduction,
+        }  # the constructor's arguments: a checkpoint rebuilds the network from them
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
         skip_channels = self.encoder.channels[:3]

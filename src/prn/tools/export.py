@@ -1,6 +1,6 @@
 """Export a checkpoint as a self-contained ``torch.export`` program (no prn, Lightning or Hydra needed to run it)::
 
-    python -m prn.tools.export ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+    prn-export ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
 
 The program maps float32 images ``[B, 3, H, W]`` in ``[0, 1]`` (RGB, H x W = the training
 size, any batch size) to ``(maps [B, 1, H, W] in [0, 1], scores [B])``, prototypes and
@@ -16,12 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig
 
 from prn.models import AnomalyScorer
-from prn.pipeline import existing_checkpoint, module_from_checkpoint, training_image_size
+from prn.pipeline import module_from_checkpoint, training_image_size
 
 METADATA_FILE = "prn.json"
 
@@ -46,14 +44,3 @@ def export_checkpoint(ckpt: Path, out: Path, max_batch: int = 1024) -> dict[str,
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, out, extra_files={METADATA_FILE: json.dumps(metadata, default=str)})
     return metadata
-
-
-@hydra.main(config_path="../../../conf", config_name="export", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
-    metadata = export_checkpoint(ckpt, Path(cfg.out), cfg.max_batch)
-    print(f"wrote {cfg.out}: input {metadata['input']['shape']}, {metadata['encoder_weights']}")
-
-
-if __name__ == "__main__":
-    main()

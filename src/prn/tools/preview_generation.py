@@ -5,7 +5,7 @@ builds the configured datamodule and draws batches from the real batch plan; eac
 generated sample shows (image, mask, image with the target-area outline in green and the
 mask outline in red), labelled by its source::
 
-    python -m prn.tools.preview_generation dataset=mvtec category=bottle \
+    prn-preview dataset=mvtec category=bottle \
         root=../shared/data/mvtec_anomaly_detection generation.dtd_dir=../shared/data/dtd/images \
         out=preview.png
 """
@@ -108,12 +108,3 @@ def preview(cfg: DictConfig) -> Path:
     render_grid(samples).save(out)
     print(f"wrote {out}")
     return out
-
-
-@hydra.main(config_path="../../../conf", config_name="preview", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    preview(cfg)
-
-
-if __name__ == "__main__":
-    main()

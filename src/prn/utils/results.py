@@ -6,7 +6,6 @@ commit, hardware, encoder weights actually loaded and wall time go in the same f
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -18,6 +17,8 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
+
+from prn.utils.io import write_json_atomically, write_text_atomically
 
 METRIC_LABELS = {
     "image_auroc": "image AUROC",
@@ -75,8 +76,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def write_results(run_dir: Path, result: dict[str, Any]) -> None:
     """``results.json`` (everything) and ``results.md`` (the table), written atomically, by rank 0 only."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / "results.json", json.dumps(result, indent=2, default=str) + "\n")
-    _atomic_write(run_dir / "results.md", markdown_table([result]))
+    write_json_atomically(run_dir / "results.json", result, default=str)
+    write_text_atomically(run_dir / "results.md", markdown_table([result]))
 
 
 @rank_zero_only
@@ -92,9 +93,3 @@ def print_results(result: dict[str, Any]) -> None:
     console.print(table)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -20,7 +20,10 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from prn.utils.heatmap import overlay
 
 log = logging.getLogger(__name__)
 WANDB_HOST = "api.wandb.ai"
@@ -89,41 +92,42 @@ def build_wandb_logger(
     )
 
 
-def overlay(image: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``image`` (H, W, 3 floats in [0, 1]) blended with the map as a red-to-yellow heatmap, uint8."""
-    span = float(anomaly_map.max() - anomaly_map.min())
-    heat = (anomaly_map - anomaly_map.min()) / span if span > 0 else np.zeros_like(anomaly_map)
-    colour = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1) * heat[..., None]
-    blended = (1 - alpha * heat[..., None]) * image + alpha * colour
-    return (np.clip(blended, 0, 1) * 255).astype(np.uint8)
-
-
-def _displayable(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) normalised tensors as (B, H, W, 3) in [0, 1], per-image min-max stretched."""
-    array = images.detach().float().cpu().permute(0, 2, 3, 1).numpy()
-    low = array.min(axis=(1, 2, 3), keepdims=True)
-    high = array.max(axis=(1, 2, 3), keepdims=True)
-    return (array - low) / np.maximum(high - low, 1e-8)
+def _as_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) model inputs in [0, 1] as (B, H, W, 3) uint8, unstretched (as predict draws them)."""
+    array = images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return (array * 255 + 0.5).astype(np.uint8)
 
 
 class WandbReportCallback(L.Callback):
-    """Logs the resolved config, a few test heatmaps and the metrics table to W&B."""
+    """Logs the resolved config, a few test heat maps and the metrics table to W&B.
 
-    def __init__(self, logger: WandbLogger, num_images: int = 4) -> None:
-        self.logger = logger
+    Always in the callback list (``conf/callbacks/wandb_images.yaml``); it acts only when
+    the trainer has a :class:`WandbLogger` (``logger=wandb``).
+    """
+
+    def __init__(self, num_images: int = 4) -> None:
         self.num_images = num_images
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        config_file = Path(trainer.default_root_dir) / "config.yaml"
-        if config_file.is_file():
-            self.logger.experiment.config.update(yaml.safe_load(config_file.read_text()), allow_val_change=True)
+    @staticmethod
+    def _wandb_logger(trainer: L.Trainer) -> WandbLogger | None:
+        return next((logger for logger in trainer.loggers if isinstance(logger, WandbLogger)), None)
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logger = self._wandb_logger(trainer)
+        config_file = Path(trainer.default_root_dir) / "config.yaml"
+        if logger is not None and config_file.is_file():
+            logger.experiment.config.update(yaml.safe_load(config_file.read_text()), allow_val_change=True)
+
+    @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logger = self._wandb_logger(trainer)
+        if logger is None:
+            return
         import wandb
 
         results = getattr(pl_module, "test_results", {})
         if results:
-            self.logger.experiment.log({"test/results": wandb.Table(columns=list(results), data=[list(results.values())])})
+            logger.experiment.log({"test/results": wandb.Table(columns=list(results), data=[list(results.values())])})
         batch = next(iter(trainer.datamodule.test_dataloader()), None)
         if batch is None:
             return
@@ -131,12 +135,7 @@ class WandbReportCallback(L.Callback):
         with torch.no_grad():
             maps, scores = pl_module.predict_maps_and_scores(images)
         pictures = [
-            wandb.Image(overlay(image, anomaly_map.squeeze()), caption=f"score {float(score):.3f} label {int(label)}")
-            for image, anomaly_map, score, label in zip(_displayable(images), maps.float().cpu().numpy(), scores.cpu(), batch["label"][: self.num_images])
+            wandb.Image(overlay(image, anomaly_map[0]), caption=f"score {float(score):.3f} label {int(label)}")
+            for image, anomaly_map, score, label in zip(_as_uint8_images(images), maps.float().cpu().numpy(), scores.cpu(), batch["label"][: self.num_images])
         ]
-        self.logger.experiment.log({"test/heatmaps": pictures})
-
-
-def report_callbacks(loggers: Sequence[Logger]) -> list[L.Callback]:
-    """The W&B report callback when a W&B logger is configured, else nothing."""
-    return [WandbReportCallback(logger) for logger in loggers if isinstance(logger, WandbLogger)]
+        logger.experiment.log({"test/heatmaps": pictures})

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prn.data.datamodule import MVTecDataModule
+from prn.data.mvtec import MVTecDataModule
 from prn.data.generation import ExtendedAnomalySource, ForegroundEstimator, SimulatedAnomalySource
 from prn.data.types import NormalImage, TrainingPool
 

@@ -1,15 +1,19 @@
+"""The generic datamodule (``prn.data.base``), exercised through the MVTec layout."""
+
 import json
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning
 import numpy as np
 import pytest
 import torch
 
-from prn.data.datamodule import AnomalyDataModule, MVTecDataModule, resolve_num_workers
+from prn.data.base import AnomalyDataModule, resolve_num_workers
 from prn.data.errors import DatasetError
-from prn.data.mvtec import scan_mvtec
+from prn.data.eval_set import ShardSampler
+from prn.data.mvtec import MVTecDataModule, scan_mvtec
 from prn.data.records import DatasetSplit
 
 
@@ -28,16 +32,6 @@ def test_fit_setup_decodes_normals_and_seen_once_at_the_requested_size(mvtec_roo
     assert pool.seen_masks[0].dtype == bool and pool.seen_masks[0][40:60, 40:60].all()
     module.setup("fit")
     assert module.pool is pool
-
-
-def test_seen_anomalies_are_reproducible_and_removed_from_test(mvtec_root):
-    first, again, other = _module(mvtec_root), _module(mvtec_root), _module(mvtec_root, seed=1)
-    seen = {r.image_path for r in first.split.seen}
-    assert seen == {r.image_path for r in again.split.seen}
-    assert seen != {r.image_path for r in other.split.seen}
-    test = {r.image_path for r in first.split.test}
-    assert len(test) == 10 - 3 and not seen & test
-    assert all(r.label == 1 for r in first.split.seen)
 
 
 def test_split_json_records_counts_and_files(mvtec_root, tmp_path):
@@ -144,6 +138,30 @@ def test_test_loader_items(mvtec_root):
         assert item["image"].shape == (3, 128, 128) and item["mask"].shape == (1, 128, 128)
         assert item["label"] == int(item["defect_type"] != "good") == int(item["mask"].sum() > 0)
         assert Path(item["path"]).is_file()
+
+
+def test_test_loader_gives_each_ddp_rank_its_own_shard(mvtec_root):
+    module = _module(mvtec_root)
+    module.setup("test")
+    everything = [p for batch in module.test_dataloader() for p in batch["path"]]
+    shards = []
+    for rank in range(2):
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = module.test_dataloader()
+        assert isinstance(loader.sampler, ShardSampler)
+        shards.append([p for batch in loader for p in batch["path"]])
+    assert shards == [everything[0::2], everything[1::2]]
+    assert sorted(shards[0] + shards[1]) == sorted(everything) and len(everything) == 7
+
+
+def test_test_loader_with_a_single_device_trainer_is_the_whole_set_in_order(mvtec_root):
+    module = _module(mvtec_root)
+    module.setup("test")
+    alone = [p for batch in module.test_dataloader() for p in batch["path"]]
+    module.trainer = SimpleNamespace(world_size=1, global_rank=0)
+    loader = module.test_dataloader()
+    assert not isinstance(loader.sampler, ShardSampler)
+    assert [p for batch in loader for p in batch["path"]] == alone and len(alone) == 7
 
 
 def test_normal_loader_is_deterministic_and_ordered(mvtec_root):

@@ -1,20 +1,16 @@
-"""Lightning datamodules: scan and validate, decode every image once, then serve batches.
+"""The generic Lightning datamodule: scan and validate, decode every image once, then serve batches.
 
 :class:`AnomalyDataModule` is generic over a *scanner* (``(root, category) -> DatasetSplit``)
-so that every benchmark only has to describe its folder layout. It implements the honest
-protocol of ``docs/design.md``: the k seen anomalies are drawn with a fixed seed and
-removed from the test set, and the resulting split is written to ``split.json``.
+so that every benchmark only has to describe its folder layout (``prn.data.mvtec``,
+``prn.data.btad``, ...). It applies the seen-anomaly protocol of ``prn.data.split`` and
+writes the resulting split to ``split.json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,73 +20,24 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from prn.data.errors import DatasetError
-from prn.data.image_io import load_image, load_mask, parse_image_size
-from prn.data.mvtec import scan_mvtec
-from prn.data.records import DatasetSplit, Record, draw_seen_anomalies
+from prn.data.eval_set import EvalImageSet, ShardSampler
+from prn.data.image_io import decode_images, decode_masks, parse_image_size
+from prn.data.records import DatasetSplit
+from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, resolve_split
 from prn.data.training import (
     BUILTIN_SOURCES,
     SEEN,
     ComposedBatchSampler,
     ComposedTrainingSet,
-    image_tensor,
     validate_composition,
 )
 from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPool
+from prn.utils.io import write_json_atomically
 
 log = logging.getLogger(__name__)
 
 Scanner = Callable[[Path, str], DatasetSplit]
-SEEN_FROM_CHOICES = ("test", "train")
 DEFAULT_COMPOSITION = {"normal": 0.5, "seen": 0.5}
-
-
-@dataclass(frozen=True)
-class ResolvedSplit:
-    """The split actually used: seen anomalies already removed from wherever they came from.
-
-    ``seen_candidates`` counts the anomalies the seen ones were drawn from; those not drawn
-    stay in the test set (``seen_from="test"``) or go unused (``seen_from="train"``).
-    """
-
-    train_normal: list[Record]
-    seen: list[Record]
-    test: list[Record]
-    seen_candidates: int = 0
-    pixel_labels: bool = True
-
-
-class EvalImageSet(Dataset):
-    """Pre-decoded images for evaluation; ``masks[i] is None`` means an all-zero mask.
-
-    ``with_masks=False`` (test anomalies without ground truth) leaves the ``mask`` key out,
-    which is how the test step knows to skip the pixel metrics.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[Record],
-        images: Sequence[np.ndarray],
-        masks: Sequence[np.ndarray | None],
-        with_masks: bool = True,
-    ) -> None:
-        self.records, self.images, self.masks = list(records), list(images), list(masks)
-        self.with_masks = with_masks
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict:
-        record, image, mask = self.records[index], self.images[index], self.masks[index]
-        item = {
-            "image": image_tensor(image),
-            "label": torch.tensor(record.label, dtype=torch.int64),
-            "path": str(record.image_path),
-            "defect_type": record.defect_type,
-        }
-        if self.with_masks:
-            mask_values = np.zeros(image.shape[:2], dtype=np.float32) if mask is None else mask.astype(np.float32)
-            item["mask"] = torch.from_numpy(mask_values)[None]
-        return item
 
 
 class AnomalyDataModule(LightningDataModule):
@@ -171,7 +118,12 @@ class AnomalyDataModule(LightningDataModule):
         return self._loader(self._train_set, batch_sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
+        """The test set in file order; under DDP each rank gets its own shard (see :class:`ShardSampler`)."""
         self._setup_test()
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = ShardSampler(len(self._test_set), trainer.world_size, trainer.global_rank)
+            return self._loader(self._test_set, batch_size=self.eval_batch_size, sampler=sampler)
         return self._loader(self._test_set, batch_size=self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
@@ -227,30 +179,9 @@ class AnomalyDataModule(LightningDataModule):
         }
 
     def _resolve_split(self) -> ResolvedSplit:
+        """Scan (subclasses may prepare the data first), then apply the seen-anomaly protocol."""
         found = self.scanner(self.root, self.category)
-        option = "dataset.num_seen_anomalies"
-        if self.seen_from == "test":
-            candidates = [r for r in found.test if r.label == 1]
-            seen, _ = draw_seen_anomalies(candidates, self.num_seen_anomalies, self.seed, option)
-            seen_paths = {record.image_path for record in seen}
-            test = [record for record in found.test if record.image_path not in seen_paths]
-        else:
-            candidates = list(found.train_anomalous)
-            seen, _ = draw_seen_anomalies(candidates, self.num_seen_anomalies, self.seed, option)
-            test = list(found.test)
-        missing_masks = [str(record.image_path) for record in seen if record.mask_path is None]
-        if missing_masks:
-            raise DatasetError(
-                f"seen anomalies without a ground-truth mask: {missing_masks}; training needs their masks. "
-                "Add the masks, or draw the seen anomalies from a split that has them (dataset.seen_from)."
-            )
-        return ResolvedSplit(
-            train_normal=list(found.train_normal),
-            seen=seen,
-            test=test,
-            seen_candidates=len(candidates),
-            pixel_labels=found.pixel_labels,
-        )
+        return resolve_split(found, self.seen_from, self.num_seen_anomalies, self.seed)
 
     def _setup_fit(self) -> None:
         if self._train_set is not None:
@@ -315,41 +246,6 @@ class AnomalyDataModule(LightningDataModule):
             return path.as_posix()
 
 
-class MVTecDataModule(AnomalyDataModule):
-    """MVTec AD (and anything in its layout); see :class:`AnomalyDataModule` for the options."""
-
-    def __init__(self, root: str | Path, category: str, **options: Any) -> None:
-        super().__init__(root, category, scanner=scan_mvtec, **options)
-
-
-def decode_images(paths: Sequence[Path], size: tuple[int, int]) -> list[np.ndarray]:
-    """Decode and resize in a thread pool (PIL releases the GIL while decoding)."""
-    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
-        return list(executor.map(lambda path: load_image(path, size), paths))
-
-
-def decode_masks(paths: Sequence[Path | None], size: tuple[int, int]) -> list[np.ndarray | None]:
-    """Decode masks; ``None`` paths (good images) stay ``None`` to save memory."""
-    with ThreadPoolExecutor(max_workers=_decode_threads()) as executor:
-        return list(executor.map(lambda path: None if path is None else load_mask(path, size), paths))
-
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def resolve_num_workers(value: int | str) -> int:
     """An int >= 0, or ``auto``: up to 8 workers when a GPU trains, none on a CPU-only machine.
 
@@ -362,10 +258,6 @@ def resolve_num_workers(value: int | str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise DatasetError(f"num_workers={value!r} must be auto or an int >= 0.")
     return int(value)
-
-
-def _decode_threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _checked_int(value: Any, option: str, minimum: int) -> int:

@@ -1,0 +1,53 @@
+"""Console scripts (``prn-train``, ``prn-eval``, ``prn-predict``, ``prn-export``, ``prn-preview``).
+
+Each is ``hydra.main`` around one job of :mod:`prn.pipeline` or :mod:`prn.tools`, reading
+the configs installed with the package (``pkg://prn.conf``), so they run from any folder;
+``src/train.py`` and friends call the same functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+CONFIG_PATH = "pkg://prn.conf"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+def train_main(cfg: DictConfig) -> float:
+    """Train and test; returns image AUROC so Hydra sweepers can optimise on it if asked to."""
+    from prn.pipeline import train
+
+    return train(cfg)["metrics"].get("image_auroc", float("nan"))
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")
+def eval_main(cfg: DictConfig) -> None:
+    from prn.pipeline import evaluate
+
+    evaluate(cfg)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
+def predict_main(cfg: DictConfig) -> None:
+    from prn.pipeline import predict
+
+    predict(cfg)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
+def export_main(cfg: DictConfig) -> None:
+    from prn.pipeline import existing_checkpoint
+    from prn.tools.export import export_checkpoint
+
+    metadata = export_checkpoint(existing_checkpoint(cfg.ckpt_path, "ckpt_path"), Path(cfg.out), cfg.max_batch)
+    print(f"wrote {cfg.out}: input {metadata['input']['shape']}, {metadata['encoder_weights']}")
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="preview", version_base="1.3")
+def preview_main(cfg: DictConfig) -> None:
+    from prn.tools.preview_generation import preview
+
+    preview(cfg)
