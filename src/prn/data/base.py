@@ -3,7 +3,8 @@
 :class:`AnomalyDataModule` is generic over a *scanner* (``(root, category) -> DatasetSplit``)
 so that every benchmark only has to describe its folder layout (``prn.data.mvtec``,
 ``prn.data.btad``, ...). It applies the seen-anomaly protocol of ``prn.data.split`` and
-writes the resulting split to ``split.json``.
+writes the resulting split to ``split.json``. With ``pose_jitter`` set, every decoded
+image and its mask are shifted and rotated (``prn.data.pose_jitter``), a stress test.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from prn.data.errors import DatasetError
 from prn.data.eval_set import EvalImageSet, ShardSampler
 from prn.data.image_io import decode_images, decode_masks, parse_image_size
-from prn.data.records import DatasetSplit
+from prn.data.pose_jitter import apply_pose, checked_pose_jitter, jitter_params
+from prn.data.records import DatasetSplit, Record
 from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, resolve_split
 from prn.data.training import (
     BUILTIN_SOURCES,
@@ -46,6 +48,10 @@ class AnomalyDataModule(LightningDataModule):
     ``composition`` maps training sources to batch fractions; ``normal`` and ``seen`` are
     built in, every other key must be a ``generators`` entry (a factory called with the
     decoded :class:`TrainingPool`).
+
+    ``pose_jitter`` (``{shift, rotation}``, default ``None``) gives every decoded image --
+    normals, seen anomalies and test images -- and its mask one random rotation about the
+    centre and shift, drawn from ``seed`` and the file's path relative to ``root``.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class AnomalyDataModule(LightningDataModule):
         foreground: ForegroundFn | None = None,
         texture_categories: Iterable[str] = (),
         output_dir: str | Path | None = None,
+        pose_jitter: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -90,6 +97,7 @@ class AnomalyDataModule(LightningDataModule):
         self.foreground = foreground
         self.texture_categories = tuple(str(name) for name in texture_categories)
         self.output_dir = None if output_dir is None else Path(output_dir).expanduser()
+        self.pose_jitter = checked_pose_jitter(pose_jitter)
         self.pool: TrainingPool | None = None
         self._split: ResolvedSplit | None = None
         self._train_set: ComposedTrainingSet | None = None
@@ -154,6 +162,7 @@ class AnomalyDataModule(LightningDataModule):
             "seen_source": self._seen_source(),
             "pixel_labels": split.pixel_labels,
             "image_size": list(self.image_size),
+            "pose_jitter": None if self.pose_jitter is None else dict(self.pose_jitter),
             "counts": {
                 "train_normal": len(split.train_normal),
                 "seen_anomalies": len(split.seen),
@@ -187,9 +196,8 @@ class AnomalyDataModule(LightningDataModule):
         if self._train_set is not None:
             return
         split = self.split
-        normal_images = decode_images([record.image_path for record in split.train_normal], self.image_size)
-        seen_images = decode_images([record.image_path for record in split.seen], self.image_size)
-        seen_masks = decode_masks([record.mask_path for record in split.seen], self.image_size)
+        normal_images, _ = self._decode(split.train_normal, with_masks=False)
+        seen_images, seen_masks = self._decode(split.seen, with_masks=True)
         foregrounds = self._foregrounds(normal_images)
         self.pool = TrainingPool(
             normals=[NormalImage(image, foreground) for image, foreground in zip(normal_images, foregrounds)],
@@ -214,9 +222,24 @@ class AnomalyDataModule(LightningDataModule):
                 "are computed; pixel AUROC, AUPRO and pixel AP are skipped.",
                 self.root, self.category,
             )
-        images = decode_images([record.image_path for record in records], self.image_size)
-        masks = decode_masks([record.mask_path for record in records], self.image_size) if pixel_labels else [None] * len(records)
+        images, masks = self._decode(records, with_masks=pixel_labels)
         self._test_set = EvalImageSet(records, images, masks, with_masks=pixel_labels)
+
+    def _decode(self, records: Sequence[Record], with_masks: bool) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Images (and masks, else ``None``s) at the model size, each pair pose-jittered alike when that is on."""
+        images = decode_images([record.image_path for record in records], self.image_size)
+        if with_masks:
+            masks = decode_masks([record.mask_path for record in records], self.image_size)
+        else:
+            masks = [None] * len(records)
+        if self.pose_jitter is None:
+            return images, masks
+        shift, rotation = self.pose_jitter["shift"], self.pose_jitter["rotation"]
+        jittered = [
+            apply_pose(image, mask, jitter_params(self._relative(record.image_path), self.seed, shift, rotation))
+            for record, image, mask in zip(records, images, masks)
+        ]
+        return [image for image, _ in jittered], [mask for _, mask in jittered]
 
     def _foregrounds(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Object categories get one bool mask per normal image; textures (or no fn) get None."""
