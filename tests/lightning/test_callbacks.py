@@ -114,3 +114,18 @@ def test_training_timer_measures_the_loop_between_start_and_end():
     timer.on_train_end(None, None)
     assert 0.04 < timer.seconds < 1.0
     assert timer.seconds_per_step(5) == timer.seconds / 5 and timer.seconds_per_step(0) == timer.seconds
+
+
+def test_patch_match_fills_a_coreset_of_location_vectors_and_survives_a_checkpoint(tmp_path):
+    module = _module(prototype_match="patch")
+    _run_setup(module, 4, patch_ratio=0.05, max_patches=30)
+    shapes = [tuple(p.shape) for p in module.net.prototypes.prototypes()]
+    assert shapes == [(30, 64), (30, 128), (13, 256)]  # min(30, 5 % of 4 images x h x w) per scale
+    trainer = _trainer()
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    restored = PRNModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu", weights_only=False)
+    assert restored.net.prototypes.match == "patch"
+    images = torch.rand(2, 3, 128, 128)
+    module.eval(), restored.eval()
+    torch.testing.assert_close(module(images), restored(images))

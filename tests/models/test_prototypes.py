@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prn.models.prototypes import (PrototypeBank, build_prototypes, kmeans_prototypes,
-                                   nearest_prototype_indices, number_of_prototypes)
+from prn.models.prototypes import (PrototypeBank, build_patch_banks, build_prototypes, greedy_coreset_indices, kmeans_prototypes,
+                                   nearest_prototype_indices, number_of_prototypes, patch_vectors)
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -110,3 +110,49 @@ def test_state_dict_round_trip_inside_a_parent_module() -> None:
     fresh = torch.nn.Sequential(torch.nn.Identity(), PrototypeBank(num_scales=2))
     fresh.load_state_dict(parent.state_dict())
     assert fresh[1].prototypes_1.shape == (3, 2, 2, 2)
+
+
+def test_greedy_coreset_picks_distinct_rows_and_keeps_the_outlier() -> None:
+    points = torch.cat([torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 0.1, torch.full((1, 4), 50.0)])
+    chosen = greedy_coreset_indices(points, 5, seed=1)
+    assert len(set(chosen.tolist())) == 5
+    assert 200 in chosen.tolist(), "k-center keeps the rare far-away pattern that k-means would average away"
+
+
+def test_greedy_coreset_covers_the_points_better_than_random() -> None:
+    points = torch.rand(500, 6, generator=torch.Generator().manual_seed(2))
+
+    def coverage(indices: torch.Tensor) -> float:
+        return float(torch.cdist(points, points[indices]).min(1).values.max())
+
+    random_pick = torch.randperm(500, generator=torch.Generator().manual_seed(2))[:25]
+    assert coverage(greedy_coreset_indices(points, 25, seed=2)) < coverage(random_pick)
+
+
+def test_patch_banks_are_location_vectors_sized_by_ratio_and_cap() -> None:
+    maps = [torch.rand(4, 8, 16, 16), torch.rand(4, 16, 8, 8)]
+    banks = build_patch_banks(maps, ratio=0.25, max_size=200, seed=0)
+    assert [tuple(b.shape) for b in banks] == [(200, 8), (64, 16)]
+    vectors = patch_vectors(maps[1])
+    assert all(any(torch.equal(row, v) for v in vectors) for row in banks[1][:5]), "bank rows are real normal locations"
+
+
+def test_patch_match_forgives_a_shift_that_image_match_does_not() -> None:
+    normal = torch.rand(1, 8, 16, 16, generator=torch.Generator().manual_seed(3))
+    shifted = torch.roll(normal, shifts=(3, 5), dims=(2, 3))
+    image_bank, patch_bank = PrototypeBank(1, "image"), PrototypeBank(1, "patch")
+    image_bank.set_prototypes([normal])
+    patch_bank.set_prototypes([patch_vectors(normal)])
+    assert patch_bank.residuals([shifted])[0].abs().max() == 0
+    assert image_bank.residuals([shifted])[0].abs().mean() > 0.2
+    defect = shifted.clone()
+    defect[..., 4, 4] += 5.0
+    residual = patch_bank.residuals([defect])[0].abs().sum(1)[0]
+    assert residual[4, 4] > 4.0 and residual.flatten().topk(2).values[1] == 0, "only the defect location stands out"
+
+
+def test_bank_shapes_are_checked_for_the_match_mode() -> None:
+    with pytest.raises(ValueError, match=r"\[M, c\]"):
+        PrototypeBank(1, "patch").set_prototypes([torch.rand(2, 8, 4, 4)])
+    with pytest.raises(ValueError, match="prototype_match"):
+        PrototypeBank(1, "pixel")

@@ -1,8 +1,9 @@
 """Multi-scale prototypes (paper Sec. 3.1) built as a setup-stage Lightning callback.
 
 At ``setup("fit")`` the frozen layer1–3 features of every normal training image are
-clustered with FAISS k-means, per scale; the centroids become buffers of the network,
-so checkpoints carry them and evaluation never recomputes them.
+clustered with FAISS k-means, per scale (``model.net.prototype_match=image``, the paper),
+or reduced to a coreset of location vectors (``prototype_match=patch``); the result
+becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import lightning as L
 import torch
 
-from prn.models import build_prototypes
+from prn.models import build_patch_banks, build_prototypes
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,14 @@ log = logging.getLogger(__name__)
 class PrototypeCallback(L.Callback):
     """Fills ``net.prototypes`` from the datamodule's normal training images."""
 
-    def __init__(self, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None, refit: bool = False) -> None:
+    def __init__(self, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None, refit: bool = False,
+                 patch_ratio: float = 0.01, max_patches: int = 4096, max_candidates: int = 100_000) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering")
+        if not 0.0 < patch_ratio <= 1.0:
+            raise ValueError(f"prototypes.patch_ratio must be in (0, 1], got {patch_ratio}: PatchCore keeps 0.01 of the locations")
         self.ratio = ratio
+        self.patch_ratio, self.max_patches, self.max_candidates = patch_ratio, max_patches, max_candidates
         self.iterations = iterations
         self.seed = seed
         self.use_gpu = use_gpu
@@ -43,11 +48,14 @@ class PrototypeCallback(L.Callback):
             raise RuntimeError("PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit")
         start = time.perf_counter()
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
-        prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.use_gpu)
+        if net.prototypes.match == "patch":
+            prototypes = build_patch_banks(features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed)
+        else:
+            prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.use_gpu)
         net.prototypes.set_prototypes(prototypes)
         self.seconds = time.perf_counter() - start
         log.info(
-            "Prototypes: %s per scale from %d normal images in %.1f s",
+            "Prototypes (%s match): %s per scale from %d normal images in %.1f s", net.prototypes.match,
             [p.shape[0] for p in prototypes], features[0].shape[0], self.seconds,
         )
 

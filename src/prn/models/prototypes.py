@@ -5,6 +5,12 @@ FAISS k-means to K = ratio * N normal images (10 % in the paper, 300 iterations)
 independently per scale, and frozen afterwards. ratio 1.0 means "no clustering":
 every normal feature map is a prototype (Table 6).
 
+Beyond the paper, ``match="patch"`` compares each location with its nearest normal
+*patch* instead of the nearest whole map: the bank is a greedy k-center coreset (as in
+PatchCore) of every normal location's feature vector, per scale. Whole-map matching
+assumes the part sits at the same place in every image; when it shifts or turns, no
+whole map fits and the residual is large everywhere, while the nearest patch still fits.
+
 `PrototypeBank` stores them as buffers so they travel with checkpoints and exports;
 its buffers start empty (K = 0) and resize on `load_state_dict`, because K depends
 on the data set and is only known after clustering.
@@ -22,6 +28,8 @@ from torch import Tensor, nn
 
 NUM_SCALES = 3
 DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
+PATCH_CHUNK = 512    # bank vectors compared per matmul in patch matching (queries x 512 floats)
+MATCHES = ("image", "patch")
 
 
 def number_of_prototypes(num_samples: int, ratio: float) -> int:
@@ -74,6 +82,53 @@ def build_prototypes(feature_maps: Sequence[Tensor], ratio: float = 0.1, iterati
     return prototypes
 
 
+def patch_vectors(maps: Tensor) -> Tensor:
+    """``[N, c, h, w]`` maps as ``[N*h*w, c]`` location vectors."""
+    return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+
+
+def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection_dim: int = 128) -> Tensor:
+    """Indices of ``size`` rows chosen by greedy k-center selection (PatchCore's coreset).
+
+    Each step adds the row farthest from everything chosen so far, so rare normal
+    patterns are kept (k-means would average them away and flag them later). Distances
+    are taken on a seeded random projection when the rows are wider than ``projection_dim``.
+    """
+    size = min(size, vectors.shape[0])
+    generator = torch.Generator().manual_seed(seed)
+    points = vectors.float()
+    if points.shape[1] > projection_dim:
+        projection = torch.randn(points.shape[1], projection_dim, generator=generator) / projection_dim ** 0.5
+        points = points @ projection.to(points.device)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(points.shape[0], (1,), generator=generator))
+    nearest = (points - points[chosen[0]]).pow(2).sum(1)
+    for step in range(1, size):
+        chosen[step] = int(nearest.argmax())
+        nearest = torch.minimum(nearest, (points - points[chosen[step]]).pow(2).sum(1))
+    return chosen
+
+
+def build_patch_banks(feature_maps: Sequence[Tensor], ratio: float = 0.01, max_size: int = 4096,
+                      max_candidates: int = 100_000, seed: int = 0) -> list[Tensor]:
+    """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``.
+
+    M = ratio x (N*h*w), capped at ``max_size``; the coreset is drawn from at most
+    ``max_candidates`` locations (a seeded random subset), which bounds the setup time.
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"patch bank ratio must be in (0, 1] (got {ratio}); PatchCore uses 0.01")
+    generator = torch.Generator().manual_seed(seed)
+    banks = []
+    for maps in feature_maps:
+        vectors = patch_vectors(maps.float())
+        if vectors.shape[0] > max_candidates:
+            vectors = vectors[torch.randperm(vectors.shape[0], generator=generator)[:max_candidates]]
+        size = min(max_size, max(1, round(ratio * maps.shape[0] * maps.shape[2] * maps.shape[3])))
+        banks.append(vectors[greedy_coreset_indices(vectors, size, seed)].clone())
+    return banks
+
+
 def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int = DISTANCE_CHUNK) -> Tensor:
     """argmin_k ||f - p_k||_2 for flattened [B, D] features vs [K, D] prototypes.
 
@@ -94,11 +149,18 @@ def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int =
 
 
 class PrototypeBank(nn.Module):
-    """Frozen per-scale prototypes; turns feature maps into residual maps |F - P*|."""
+    """Frozen per-scale prototypes; turns feature maps into residual maps |F - P*|.
 
-    def __init__(self, num_scales: int = NUM_SCALES) -> None:
+    ``match="image"`` (the paper): ``[K, c, h, w]`` whole maps, P* = the nearest whole map.
+    ``match="patch"``: ``[M, c]`` location vectors, P*(x) = the nearest vector to F(x).
+    """
+
+    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image") -> None:
         super().__init__()
+        if match not in MATCHES:
+            raise ValueError(f"model.net.prototype_match={match!r} must be one of {list(MATCHES)}")
         self.num_scales = num_scales
+        self.match = match
         for name in self.buffer_names:
             self.register_buffer(name, torch.empty(0, 0, 0, 0))
 
@@ -114,12 +176,13 @@ class PrototypeBank(nn.Module):
         return all(p.shape[0] > 0 for p in self.prototypes())
 
     def set_prototypes(self, prototypes: Sequence[Tensor]) -> None:
-        """Install one [K, c, h, w] tensor per scale (K may differ between scales)."""
+        """Install one tensor per scale: [K, c, h, w] (image match) or [M, c] (patch match)."""
         if len(prototypes) != self.num_scales:
             raise ValueError(f"expected {self.num_scales} prototype tensors, got {len(prototypes)}")
+        shape, ndim = ("[K, c, h, w]", 4) if self.match == "image" else ("[M, c]", 2)
         for name, value in zip(self.buffer_names, prototypes):
-            if value.ndim != 4 or value.shape[0] == 0:
-                raise ValueError(f"{name} must be a non-empty [K, c, h, w] tensor, got {tuple(value.shape)}")
+            if value.ndim != ndim or value.shape[0] == 0:
+                raise ValueError(f"{name} must be a non-empty {shape} tensor for match={self.match!r}, got {tuple(value.shape)}")
             current = getattr(self, name)
             setattr(self, name, value.detach().to(device=current.device, dtype=torch.float32).clone())
 
@@ -128,7 +191,20 @@ class PrototypeBank(nn.Module):
         if not self.is_fitted:
             raise RuntimeError("PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
                                "set_prototypes) before training/inference with use_mp=True")
-        return [self._scale_residual(f, p) for f, p in zip(features, self.prototypes(), strict=True)]
+        residual = self._scale_residual if self.match == "image" else self._patch_residual
+        return [residual(f, p) for f, p in zip(features, self.prototypes(), strict=True)]
+
+    @staticmethod
+    def _patch_residual(features: Tensor, bank: Tensor) -> Tensor:
+        """|F(x) - nearest bank vector to F(x)| at every location x."""
+        if features.shape[1] != bank.shape[1]:
+            raise ValueError(f"feature maps have {features.shape[1]} channels but the patch bank {bank.shape[1]}")
+        queries = patch_vectors(features)
+        with torch.no_grad():
+            nearest = nearest_prototype_indices(queries.float(), bank, PATCH_CHUNK)
+        residual = (queries - bank[nearest].to(features.dtype)).abs()
+        b, c, h, w = features.shape
+        return residual.view(b, h, w, c).permute(0, 3, 1, 2)
 
     @staticmethod
     def _scale_residual(features: Tensor, prototypes: Tensor) -> Tensor:
