@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install train eval predict test test-all preview benchmark clean-logs
+.PHONY: install train eval predict test test-all preview benchmark baselines clean-logs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ benchmark: install ## model speed, data-pipeline speed and metric memory on this
 	$(PY) benchmarks/model_speed.py --batch 8 --size 256
 	$(PY) benchmarks/data_pipeline.py -- $(ARGS)
 	$(PY) benchmarks/metrics_memory.py
+
+baselines: install ## anomalib PatchCore beside PRN on prn's split: make baselines ARGS="--root ... --category bottle --weights ... [--prn-results .../results.json]"
+	$(PY) benchmarks/baselines.py $(ARGS)
 
 clean-logs:
 	rm -rf logs/train logs/eval
