@@ -78,7 +78,7 @@ def test_smoke_jobs_get_their_own_rows_and_a_banner(tmp_path):
 
 
 def test_time_column_stays_in_seconds(tmp_path):
-    _write_job(tmp_path, "0_bottle", _mvtec("bottle", model={"prototypes": {"ratio": 0.1}}), METRICS, seconds=0.0712)
+    _write_job(tmp_path, "0_bottle", _mvtec("bottle", callbacks={"prototypes": {"ratio": 0.1}}), METRICS, seconds=0.0712)
     text = aggregate("table6", tmp_path)[0].read_text()
     assert "| PRN 10% | 1/15 | 99.0 | 99.4 | -0.4 | 98.0 | 99.0 | -1.0 | 95.0 | 96.1 | -1.1 | 70.0 | 78.6 | -8.6 | 0.071 | 0.064 | +0.007 |" in text
 
