@@ -10,7 +10,7 @@ import torch
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import build_module, evaluate, instantiate_callbacks, module_from_checkpoint, predict, train
+from prn.pipeline import build_module, evaluate, instantiate_group, module_from_checkpoint, predict, train
 
 
 
@@ -113,8 +113,8 @@ def test_one_override_swaps_the_optimiser_and_adds_a_scheduler(compose_cfg, tiny
 
 
 def test_callbacks_come_from_config_and_one_override_switches_one_off(compose_cfg, tiny):
-    default = instantiate_callbacks(compose_cfg("train", [*tiny, "paths.output_dir=/tmp/prn-compose"]).callbacks)
+    default = instantiate_group(compose_cfg("train", [*tiny, "paths.output_dir=/tmp/prn-compose"]).callbacks)
     assert {type(c).__name__ for c in default} == {"PrototypeCallback", "ModelCheckpoint", "TrainingTimer", "RichProgressBar", "WandbReportCallback"}
     for override in ("~callbacks.timer", "callbacks.timer=null"):
-        fewer = instantiate_callbacks(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
+        fewer = instantiate_group(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
         assert "TrainingTimer" not in {type(c).__name__ for c in fewer} and len(fewer) == len(default) - 1

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -41,7 +40,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     if resume is not None:
         _install_saved_prototypes(module, resume)
-    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
+    trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
@@ -73,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
     data_config.update(overrides, eval_batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     datamodule = build_datamodule(data_config, run_dir)
-    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
+    trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.test(saved, datamodule=datamodule, verbose=False)
     header = {"dataset": dataset_name, "category": data_config["category"]}
     return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
@@ -86,7 +85,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     module = module_from_checkpoint(ckpt)
     loader = DataLoader(ImageFileSet(files, root, training_image_size(module, ckpt)), batch_size=cfg.batch_size,
                         num_workers=cfg.num_workers, shuffle=False)
-    trainer = build_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")))
+    trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     writer = find_callback(trainer, PredictionWriter)
     if writer is None:
         raise ValueError("callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)")
@@ -109,19 +108,14 @@ def build_module(cfg: DictConfig) -> PRNModule:
     return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
 
 
-def instantiate_callbacks(config: DictConfig | None) -> list[L.Callback]:
-    """Every entry of a ``callbacks`` group with a ``_target_``; entries set to null are switched off."""
-    return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
-
-
-def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
-    """Every entry of the ``logger`` group with a ``_target_``."""
+def instantiate_group(config: DictConfig | None) -> list[Any]:
+    """Every entry of a group of named objects (``callbacks``, ``logger``) with a ``_target_``; null entries are switched off."""
     return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     """The configured Lightning trainer with these callbacks and the configured loggers (none: no logger)."""
-    loggers = instantiate_loggers(cfg.get("logger"))
+    loggers = instantiate_group(cfg.get("logger"))
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
