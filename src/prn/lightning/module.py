@@ -18,12 +18,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from prn.calibration import Calibration
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
 from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+CALIBRATION_KEY = "prn_calibration"
 PAPER_OPTIMIZER: OptimizerFactory = partial(torch.optim.Adam, lr=1e-4, weight_decay=1e-2)
 
 
@@ -73,6 +75,15 @@ class PRNModule(L.LightningModule):
         self.test_images_per_rank: list[int] = []
         self.inference_seconds = 0.0
         self.inference_images = 0
+        self.calibration: Calibration | None = None  # fitted on held-out normals after training (prn.calibration)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.calibration is not None:
+            checkpoint[CALIBRATION_KEY] = self.calibration.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(CALIBRATION_KEY)
+        self.calibration = None if saved is None else Calibration.from_dict(saved)
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:

@@ -1,0 +1,81 @@
+"""OK/NG thresholds fitted on held-out normal images, and the score scale in which 0.5 is the threshold.
+
+After training, the normal images held out by ``val_normals=`` (never trained on, never in
+the prototypes) are scored. From them, at the target false-positive rate ``fpr``:
+
+* ``image_threshold``: the ``1 - fpr`` quantile of their image scores, so about ``fpr`` of
+  normal parts are rejected;
+* ``pixel_threshold``: the ``1 - fpr`` quantile of their per-image *maximum* map value, so
+  about ``fpr`` of normal parts show any defect pixel in the binary mask.
+
+With ``n`` held-out images no rate below ``1/n`` can be resolved: the quantile is then the
+largest normal value, and ``resolvable_fpr`` says so. Nothing here ever sees a test image.
+
+The normalised score maps the raw score linearly so that the threshold lands on 0.5 and the
+median held-out normal score on 0.25 (clipped to [0, 1]): a reader sees at once how far
+past the threshold a part lies, in units of the normal spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_FPR = 0.01
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds fitted on held-out normals; stored in the checkpoint under ``"prn_calibration"``."""
+
+    image_threshold: float
+    pixel_threshold: float
+    fpr: float
+    num_images: int
+    normal_median: float
+
+    @property
+    def resolvable_fpr(self) -> float:
+        """The smallest false-positive rate that ``num_images`` held-out normals can resolve."""
+        return 1.0 / max(self.num_images, 1)
+
+    def normalize(self, scores: np.ndarray | float) -> np.ndarray:
+        """Scores on the scale where 0.5 is the image threshold and 0.25 the median normal score, clipped to [0, 1]."""
+        spread = max(self.image_threshold - self.normal_median, 1e-6)
+        return np.clip(0.5 + 0.25 * (np.asarray(scores, dtype=np.float64) - self.image_threshold) / spread, 0.0, 1.0)
+
+    def is_anomalous(self, scores: np.ndarray | float) -> np.ndarray:
+        """NG decision per image: raw score at or above the image threshold."""
+        return np.asarray(scores) >= self.image_threshold
+
+    def defect_mask(self, anomaly_map: np.ndarray) -> np.ndarray:
+        """Binary defect mask: map values at or above the pixel threshold."""
+        return np.asarray(anomaly_map) >= self.pixel_threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        return cls(**{key: values[key] for key in cls.__dataclass_fields__})
+
+
+def fit_calibration(image_scores: Sequence[float], map_maxima: Sequence[float], fpr: float = DEFAULT_FPR) -> Calibration:
+    """Thresholds at false-positive rate ``fpr`` from held-out normals' image scores and per-image map maxima."""
+    scores = np.asarray(image_scores, dtype=np.float64)
+    maxima = np.asarray(map_maxima, dtype=np.float64)
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"threshold.fpr={fpr} must lie in (0, 1), e.g. 0.01 for one rejected normal part in a hundred")
+    if scores.size == 0 or scores.size != maxima.size:
+        raise ValueError(f"calibration needs one score and one map maximum per held-out normal image; got {scores.size} and {maxima.size}")
+    quantile = 1.0 - fpr
+    return Calibration(
+        image_threshold=float(np.quantile(scores, quantile, method="higher")),
+        pixel_threshold=float(np.quantile(maxima, quantile, method="higher")),
+        fpr=float(fpr),
+        num_images=int(scores.size),
+        normal_median=float(np.median(scores)),
+    )
