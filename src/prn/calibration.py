@@ -79,3 +79,30 @@ def fit_calibration(image_scores: Sequence[float], map_maxima: Sequence[float], 
         num_images=int(scores.size),
         normal_median=float(np.median(scores)),
     )
+
+
+def report_at_threshold(image_threshold: float, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """OK/NG outcome of test images at ``image_threshold``: confusion counts, FPR on good, recall per defect type.
+
+    ``rows`` hold one test image each: ``label`` (0 good, 1 anomalous), ``score`` and ``defect_type``.
+    """
+    labels = np.asarray([int(row["label"]) for row in rows])
+    flagged = np.asarray([float(row["score"]) >= image_threshold for row in rows], dtype=bool)
+    good, bad = labels == 0, labels == 1
+    counts = {
+        "true_positives": int(np.sum(flagged & bad)),
+        "false_negatives": int(np.sum(~flagged & bad)),
+        "true_negatives": int(np.sum(~flagged & good)),
+        "false_positives": int(np.sum(flagged & good)),
+    }
+    per_type: dict[str, dict[str, float | int]] = {}
+    for defect_type in sorted({row["defect_type"] for row, label in zip(rows, labels) if label == 1}):
+        members = np.asarray([row["defect_type"] == defect_type for row in rows]) & bad
+        per_type[defect_type] = {"images": int(members.sum()), "recall": float(flagged[members].mean())}
+    return {
+        "image_threshold": float(image_threshold),
+        "false_positive_rate_on_good": float(flagged[good].mean()) if good.any() else None,
+        "recall": float(flagged[bad].mean()) if bad.any() else None,
+        "confusion": counts,
+        "recall_per_defect_type": per_type,
+    }

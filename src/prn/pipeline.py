@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from prn.calibration import Calibration, fit_calibration, report_at_threshold
 from prn.data.image_io import parse_image_size
 from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
@@ -43,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
+    module.calibration = calibrate(module, datamodule, cfg.threshold.fpr)
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(checkpoint, weights_only=False)  # optimiser state too: resume= needs it
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -94,6 +96,28 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
     return {"images": writer.count, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2), "checkpoint": str(ckpt)}
+
+
+def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) -> Calibration | None:
+    """Thresholds fitted on the held-out normals (``val_normals``), or None when the run held none out."""
+    loader = datamodule.calibration_dataloader()
+    if loader is None:
+        log.info("No held-out normal images (val_normals=0): no calibrated OK/NG threshold; scores and maps only.")
+        return None
+    scores, maxima = module.score_held_out_normals(loader)
+    calibration = fit_calibration(scores, maxima, fpr)
+    log.info("Calibrated on %d held-out normals at FPR %.3g: image threshold %.4f, pixel threshold %.4f%s",
+             calibration.num_images, fpr, calibration.image_threshold, calibration.pixel_threshold,
+             "" if fpr >= calibration.resolvable_fpr else
+             f" (FPR {fpr:g} is below 1/{calibration.num_images}: the threshold is the largest held-out score)")
+    return calibration
+
+
+def image_threshold(module: PRNModule, override: Any) -> float | None:
+    """The image threshold in force: a number given on the command line, else the checkpoint's calibrated one."""
+    if override is None or isinstance(override, (str, DictConfig, dict)):  # auto, or train's {fpr: ...}
+        return None if module.calibration is None else module.calibration.image_threshold
+    return float(override)
 
 
 def build_datamodule(config: DictConfig | dict[str, Any], run_dir: Path) -> L.LightningDataModule:
@@ -172,9 +196,14 @@ def _report(
     if weights_report.startswith("random"):
         notes.append(f"encoder weights: {weights_report} — numbers are not comparable to an ImageNet encoder")
     notes.extend(f"{name} skipped: {reason}" for name, reason in module.metrics.skip_reasons.items())
+    if datamodule.num_seen_anomalies == 0:
+        notes.append("seen=0: trained on normal images and simulated anomalies alone (no labelled defects, EA off)")
+    threshold = image_threshold(module, cfg.get("threshold"))
     result = {
         **header,
         "metrics": module.test_results,
+        "calibration": None if module.calibration is None else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
+        "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
         "test_images_per_rank": module.test_images_per_rank,
         "split": _split_counts(datamodule),

@@ -8,7 +8,7 @@ import pytest
 from prn.data.errors import DatasetError
 from prn.data.mvtec import MVTecDataModule
 from prn.data.records import DatasetSplit, Record
-from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, draw_seen_anomalies, resolve_split
+from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, draw_records, held_out_count, resolve_split
 
 
 def _candidates(count: int) -> list[Record]:
@@ -19,12 +19,12 @@ def test_draw_is_reproducible_and_independent_of_listing_order():
     candidates = _candidates(20)
     shuffled = candidates[:]
     random.Random(3).shuffle(shuffled)
-    assert draw_seen_anomalies(candidates, 5, seed=7) == draw_seen_anomalies(shuffled, 5, seed=7)
+    assert draw_records(candidates, 5, seed=7) == draw_records(shuffled, 5, seed=7)
 
 
 def test_draw_partitions_the_candidates():
     candidates = _candidates(20)
-    seen, rest = draw_seen_anomalies(candidates, 5, seed=0)
+    seen, rest = draw_records(candidates, 5, seed=0)
     assert len(seen) == 5 and len(rest) == 15
     assert sorted(seen + rest, key=lambda r: r.image_path) == candidates
     assert seen == sorted(seen, key=lambda r: r.image_path)
@@ -32,23 +32,23 @@ def test_draw_partitions_the_candidates():
 
 def test_different_seeds_draw_different_anomalies():
     candidates = _candidates(20)
-    assert draw_seen_anomalies(candidates, 5, seed=0)[0] != draw_seen_anomalies(candidates, 5, seed=1)[0]
+    assert draw_records(candidates, 5, seed=0)[0] != draw_records(candidates, 5, seed=1)[0]
 
 
 def test_zero_seen_anomalies_is_allowed():
-    seen, rest = draw_seen_anomalies(_candidates(4), 0, seed=0)
+    seen, rest = draw_records(_candidates(4), 0, seed=0)
     assert seen == [] and len(rest) == 4
 
 
 def test_too_many_seen_anomalies_says_how_many_exist_and_which_option():
     with pytest.raises(DatasetError, match=r"dataset\.num_seen_anomalies=5 but only 3 .*at most 3"):
-        draw_seen_anomalies(_candidates(3), 5, seed=0)
+        draw_records(_candidates(3), 5, seed=0)
 
 
 @pytest.mark.parametrize("k", [-1, 1.5, "2"])
 def test_bad_k_is_rejected(k):
     with pytest.raises(DatasetError, match=r"dataset\.num_seen_anomalies"):
-        draw_seen_anomalies(_candidates(3), k, seed=0)
+        draw_records(_candidates(3), k, seed=0)
 
 
 def _found(train_anomalous_masks: bool = True, pixel_labels: bool = True) -> DatasetSplit:
@@ -69,7 +69,7 @@ def test_resolve_split_from_test_moves_the_drawn_anomalies_out_of_the_test_set()
     found = _found()
     split = resolve_split(found, "test", 2, seed=0)
     assert isinstance(split, ResolvedSplit)
-    assert split.seen == draw_seen_anomalies(_candidates(5), 2, seed=0)[0]
+    assert split.seen == draw_records(_candidates(5), 2, seed=0)[0]
     assert [r for r in found.test if r not in split.seen] == split.test and len(split.test) == 6
     assert split.train_normal == found.train_normal and split.seen_candidates == 5 and split.pixel_labels
 
@@ -77,7 +77,7 @@ def test_resolve_split_from_test_moves_the_drawn_anomalies_out_of_the_test_set()
 def test_resolve_split_from_train_leaves_the_test_set_whole():
     found = _found(pixel_labels=False)
     split = resolve_split(found, "train", 3, seed=1)
-    assert split.seen == draw_seen_anomalies(found.train_anomalous, 3, seed=1)[0]
+    assert split.seen == draw_records(found.train_anomalous, 3, seed=1)[0]
     assert split.test == found.test and split.seen_candidates == 4 and split.pixel_labels is False
 
 
@@ -105,3 +105,20 @@ def test_seen_anomalies_are_reproducible_and_removed_from_test(mvtec_root):
     test = {r.image_path for r in first.split.test}
     assert len(test) == 10 - 3 and not seen & test
     assert all(r.label == 1 for r in first.split.seen)
+
+
+def test_held_out_normals_leave_training_and_depend_only_on_seed_and_names():
+    normals = [Record(Path(f"train/good/{i:03d}.png"), 0, None, "good") for i in range(20)]
+    found = DatasetSplit(train_normal=normals, train_anomalous=[], test=_candidates(5))
+    split = resolve_split(found, "test", 2, seed=0, val_normals=0.1)
+    assert len(split.val_normal) == 2 and len(split.train_normal) == 18
+    assert not set(split.val_normal) & set(split.train_normal)
+    shuffled = DatasetSplit(train_normal=normals[::-1], train_anomalous=[], test=_candidates(5))
+    assert resolve_split(shuffled, "test", 2, seed=0, val_normals=2).val_normal == split.val_normal
+    assert resolve_split(found, "test", 2, seed=0).val_normal == []
+
+
+@pytest.mark.parametrize("value", [20, 1.5, -1, "a tenth", True])
+def test_val_normals_that_leave_nothing_to_train_or_make_no_sense_fail_by_name(value):
+    with pytest.raises(DatasetError, match="val_normals"):
+        held_out_count(value, 20)

@@ -12,7 +12,9 @@ def _module():
 def _batch(n=2, size=128):
     mask = torch.zeros(n, 1, size, size)
     mask[0, :, 10:30, 10:30] = 1
-    return {"image": torch.rand(n, 3, size, size), "mask": mask, "label": torch.tensor([1] + [0] * (n - 1))}
+    labels = [1] + [0] * (n - 1)
+    return {"image": torch.rand(n, 3, size, size), "mask": mask, "label": torch.tensor(labels),
+            "path": [f"img{i}.png" for i in range(n)], "defect_type": ["crack" if label else "good" for label in labels]}
 
 
 def test_forward_is_a_probability_map_at_input_size():
@@ -63,6 +65,26 @@ def test_test_epoch_produces_the_four_metrics():
     module.log = lambda *a, **k: None  # no trainer attached in this unit test
     module.on_test_epoch_end()
     assert set(module.test_results) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
+    assert [row["defect_type"] for row in module.test_rows] == ["crack", "good", "good", "good"] * 2
+    assert all(isinstance(row["score"], float) for row in module.test_rows)
+
+
+def test_calibration_travels_with_the_checkpoint(tmp_path):
+    """Thresholds fitted after training are saved in the checkpoint and come back on load."""
+    from prn.calibration import fit_calibration
+    from prn.lightning import PRNModule
+
+    module = _module()
+    scores, maxima = module.score_held_out_normals([{"image": torch.rand(3, 3, 128, 128)}])
+    assert len(scores) == len(maxima) == 3 and all(m >= s for s, m in zip(scores, maxima))  # a top-k mean never exceeds the max
+    module.calibration = fit_calibration(scores, maxima, fpr=0.1)
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = PRNModule(net_config=module.hparams.net_config)
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.calibration == module.calibration
+    restored.on_load_checkpoint({})
+    assert restored.calibration is None
 
 
 def test_maps_are_float32_and_identical_under_bf16_autocast():

@@ -49,6 +49,9 @@ class AnomalyDataModule(LightningDataModule):
     built in, every other key must be a ``generators`` entry (a factory called with the
     decoded :class:`TrainingPool`).
 
+    ``val_normals`` (a fraction or a count) holds normal training images out of training and
+    prototypes; :meth:`calibration_dataloader` serves them for fitting the OK/NG thresholds.
+
     ``pose_jitter`` (``{shift, rotation}``, default ``None``) gives every decoded image --
     normals, seen anomalies and test images -- and its mask one random rotation about the
     centre and shift, drawn from ``seed`` and the file's path relative to ``root``.
@@ -73,6 +76,7 @@ class AnomalyDataModule(LightningDataModule):
         texture_categories: Iterable[str] = (),
         output_dir: str | Path | None = None,
         pose_jitter: Mapping[str, float] | None = None,
+        val_normals: float | int = 0,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -98,6 +102,7 @@ class AnomalyDataModule(LightningDataModule):
         self.texture_categories = tuple(str(name) for name in texture_categories)
         self.output_dir = None if output_dir is None else Path(output_dir).expanduser()
         self.pose_jitter = checked_pose_jitter(pose_jitter)
+        self.val_normals = val_normals  # checked against the number of normals when the split is resolved
         self.pool: TrainingPool | None = None
         self._split: ResolvedSplit | None = None
         self._train_set: ComposedTrainingSet | None = None
@@ -143,6 +148,14 @@ class AnomalyDataModule(LightningDataModule):
         normals = EvalImageSet(self.split.train_normal, [normal.image for normal in self.pool.normals], [None] * len(self.pool.normals))
         return self._loader(normals, batch_size=self.eval_batch_size, shuffle=False)
 
+    def calibration_dataloader(self) -> DataLoader | None:
+        """The held-out normal images (``val_normals``), unaugmented, or None when none are held out."""
+        records = self.split.val_normal
+        if not records:
+            return None
+        images, _ = self._decode(records, with_masks=False)
+        return self._loader(EvalImageSet(records, images, [None] * len(records)), batch_size=self.eval_batch_size, shuffle=False)
+
     @property
     def split(self) -> ResolvedSplit:
         """The resolved split; scanning (no decoding) happens on first access."""
@@ -163,14 +176,17 @@ class AnomalyDataModule(LightningDataModule):
             "pixel_labels": split.pixel_labels,
             "image_size": list(self.image_size),
             "pose_jitter": None if self.pose_jitter is None else dict(self.pose_jitter),
+            "composition": dict(self.composition),
             "counts": {
                 "train_normal": len(split.train_normal),
+                "val_normal": len(split.val_normal),
                 "seen_anomalies": len(split.seen),
                 "test": len(split.test),
                 "test_good": sum(record.label == 0 for record in split.test),
                 "test_anomalous": sum(record.label == 1 for record in split.test),
             },
             "train_normal": [self._relative(record.image_path) for record in split.train_normal],
+            "val_normal": [self._relative(record.image_path) for record in split.val_normal],
             "seen_anomalies": [self._relative(record.image_path) for record in split.seen],
             "test": [self._relative(record.image_path) for record in split.test],
         }
@@ -190,7 +206,7 @@ class AnomalyDataModule(LightningDataModule):
     def _resolve_split(self) -> ResolvedSplit:
         """Scan (subclasses may prepare the data first), then apply the seen-anomaly protocol."""
         found = self.scanner(self.root, self.category)
-        return resolve_split(found, self.seen_from, self.num_seen_anomalies, self.seed)
+        return resolve_split(found, self.seen_from, self.num_seen_anomalies, self.seed, self.val_normals)
 
     def _setup_fit(self) -> None:
         if self._train_set is not None:

@@ -22,6 +22,7 @@ from prn.calibration import Calibration
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
 from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
+from prn.utils.hardware import warn_if_bf16_is_emulated
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -36,6 +37,15 @@ def per_rank(value: int) -> list[int]:
     gathered: list[int] = [0] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def gathered_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every process's rows, in rank order (just ``rows`` without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return rows
+    gathered: list[list[dict[str, Any]]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, rows)
+    return [row for rank_rows in gathered for row in rank_rows]
 
 
 class PRNModule(L.LightningModule):
@@ -56,6 +66,7 @@ class PRNModule(L.LightningModule):
         loss: nn.Module | None = None,
         top_k: int = 100,
         channels_last: bool = False,
+        compile: bool = False,
         data_config: dict[str, Any] | None = None,
         net_config: dict[str, Any] | None = None,
     ) -> None:
@@ -67,12 +78,15 @@ class PRNModule(L.LightningModule):
         self.save_hyperparameters({"net_config": saved_net_config, "encoder_weights": net.config["encoder_weights"],
                                    "data_config": data_config, "top_k": top_k, "channels_last": channels_last})
         self.net = net
+        self.compile_training = compile  # a run option, not part of the model: not saved in the checkpoint
+        self._training_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss = loss if loss is not None else PRNLoss()
         self.metrics = AnomalyMetrics()
         self.test_results: dict[str, float] = {}
         self.test_images_per_rank: list[int] = []
+        self.test_rows: list[dict[str, Any]] = []  # per test image: path, defect type, label, score
         self.inference_seconds = 0.0
         self.inference_images = 0
         self.calibration: Calibration | None = None  # fitted on held-out normals after training (prn.calibration)
@@ -88,6 +102,13 @@ class PRNModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        if stage == "fit" and self.compile_training and self._training_forward is None:
+            # the bound forward, not the module: no `_orig_mod.` in state-dict keys, and test,
+            # predict and export keep running the plain network (no second compilation)
+            self._training_forward = torch.compile(self.net.forward)
+
+    def on_fit_start(self) -> None:
+        warn_if_bf16_is_emulated(self.trainer.precision, self.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Anomaly map in [0, 1], shape ``[B, 1, H, W]``."""
@@ -103,7 +124,8 @@ class PRNModule(L.LightningModule):
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self.loss(self.net(self._as_input(batch["image"])), batch["mask"])
+        network = self._training_forward or self.net
+        losses = self.loss(network(self._as_input(batch["image"])), batch["mask"])
         batch_size = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=batch_size)
         self.log("train/smooth_l1", losses["smooth_l1"], batch_size=batch_size)
@@ -117,17 +139,23 @@ class PRNModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.metrics.reset()
+        self.test_rows = []
         self.inference_seconds, self.inference_images = 0.0, 0
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         maps, scores = self._timed_inference(batch["image"])
         masks = batch.get("mask")
+        self.test_rows.extend(
+            {"path": path, "defect_type": defect_type, "label": int(label), "score": float(score)}
+            for path, defect_type, label, score in zip(batch["path"], batch["defect_type"], batch["label"].tolist(), scores.tolist())
+        )
         self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu())
 
     def on_test_epoch_end(self) -> None:
         """Every rank scored its shard; ``compute`` syncs the states, so every rank logs the whole test set's value."""
         self.test_results = self.metrics.compute()
         self.test_images_per_rank = per_rank(self.inference_images)
+        self.test_rows = gathered_rows(self.test_rows)
         for name, value in self.test_results.items():
             self.log(f"test/{name}", value, sync_dist=True)  # equal on every rank already: the mean changes nothing
 
@@ -141,6 +169,23 @@ class PRNModule(L.LightningModule):
         self.inference_seconds += time.perf_counter() - start
         self.inference_images += images.shape[0]
         return maps, scores
+
+    @torch.no_grad()
+    def score_held_out_normals(self, loader: Iterable[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        """Image scores and per-image map maxima of the held-out normals, for :func:`prn.calibration.fit_calibration`.
+
+        Every process scores the whole (small) set, so all ranks fit the same thresholds without a sync.
+        """
+        was_training, device = self.training, next(self.net.parameters()).device
+        self.eval()
+        scores: list[float] = []
+        maxima: list[float] = []
+        for batch in loader:
+            maps, batch_scores = self.predict_maps_and_scores(batch["image"].to(device))
+            scores.extend(batch_scores.float().cpu().tolist())
+            maxima.extend(maps.flatten(1).amax(dim=1).float().cpu().tolist())
+        self.train(was_training)
+        return scores, maxima
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         maps, scores = self.predict_maps_and_scores(batch["image"])

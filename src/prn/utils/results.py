@@ -91,5 +91,15 @@ def print_results(result: dict[str, Any]) -> None:
             table.add_row(label, f"{100 * result['metrics'][key]:.2f}")
     console = Console()
     console.print(table)
+    decided = result.get("at_threshold")
+    if decided is not None:
+        counts = decided["confusion"]
+        fpr, recall = decided["false_positive_rate_on_good"], decided["recall"]
+        console.print(
+            f"at image threshold {decided['image_threshold']:.4f}: FPR on good "
+            f"{'–' if fpr is None else f'{100 * fpr:.1f}%'}, recall {'–' if recall is None else f'{100 * recall:.1f}%'} "
+            f"(TP {counts['true_positives']}, FN {counts['false_negatives']}, TN {counts['true_negatives']}, FP {counts['false_positives']}); "
+            + ", ".join(f"{name} {100 * row['recall']:.0f}% of {row['images']}" for name, row in decided["recall_per_defect_type"].items())
+        )
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")

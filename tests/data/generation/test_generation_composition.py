@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 
+from prn.data.errors import DatasetError
 from prn.data.generation.composition import composition_from_switches
 
 
@@ -26,3 +27,13 @@ def test_fractions_sum_to_one_and_half_stays_normal(ea, hea, hoa):
     assert sum(fractions.values()) == pytest.approx(1.0)
     assert fractions["normal"] == 0.5
     assert ("ea" in fractions) == ea and ("sa" in fractions) == (hea or hoa)
+
+
+@pytest.mark.parametrize("ea", [True, False])
+def test_no_seen_anomalies_give_the_whole_anomaly_half_to_simulated_ones(ea):
+    assert composition_from_switches(ea, True, False, seen=0) == {"normal": 0.5, "sa": 0.5}
+
+
+def test_no_seen_anomalies_and_no_simulated_ones_fail_with_the_fix():
+    with pytest.raises(DatasetError, match="generation.hoa=true"):
+        composition_from_switches(True, False, False, seen=0)

@@ -12,16 +12,31 @@ on so that the anomaly share never shrinks:
   lives in ``SimulatedAnomalySource``).
 
 So: all on → {normal: .5, ea: .25, sa: .25}; every switch off → {normal: .5, seen: .5}.
+
+With no seen anomalies (``seen=0``, a new production line) EA and raw seen anomalies are
+impossible: the whole anomaly half goes to SA, and SA must be on.
 """
 
 from __future__ import annotations
+
+from prn.data.errors import DatasetError
 
 NORMAL_FRACTION = 0.5
 ANOMALY_QUARTER = 0.25
 
 
-def composition_from_switches(ea: bool, hea: bool, hoa: bool) -> dict[str, float]:
-    """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1."""
+def composition_from_switches(ea: bool, hea: bool, hoa: bool, seen: int | None = None) -> dict[str, float]:
+    """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1.
+
+    ``seen`` is the number of seen anomalies; 0 trains on normals and simulated anomalies alone.
+    """
+    if seen == 0:
+        if not (hea or hoa):
+            raise DatasetError(
+                "seen=0 trains on normal images and simulated anomalies alone, but generation.hea and generation.hoa "
+                "are both off: switch one on (generation.hoa=true needs no extra data) or label some defects (seen > 0)."
+            )
+        return {"normal": NORMAL_FRACTION, "sa": 1.0 - NORMAL_FRACTION}
     extended_share = "ea" if ea else "seen"
     simulated_share = "sa" if (hea or hoa) else extended_share
     fractions = {"normal": NORMAL_FRACTION}
