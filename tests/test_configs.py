@@ -84,5 +84,17 @@ def test_eval_config_composes(_compose):
 
 def test_predict_config_composes(_compose):
     cfg = _compose("predict", ["ckpt_path=/tmp/x.ckpt", "input=/tmp/parts"])
-    assert cfg.threshold is None and cfg.save_maps and cfg.trainer.accelerator == "auto"
+    assert cfg.threshold == "auto" and cfg.on_error == "fail" and cfg.save_maps and cfg.trainer.accelerator == "auto"
     assert cfg.callbacks.prediction_writer._target_ == "prn.prediction.PredictionWriter"
+
+
+@pytest.mark.parametrize(("dataset", "held_out"), [("mvtec", 0), ("btad", 0), ("dagm", 0), ("ksdd2", 0), ("folder", 0.1), ("synthetic", 0.1)])
+def test_benchmarks_keep_the_papers_protocol_and_own_parts_hold_out_normals(_compose, dataset, held_out):
+    """The paper's tables train on every normal image; a user's folder (and the demo) calibrates a threshold."""
+    cfg = _compose("train", [f"dataset={dataset}"])
+    assert cfg.dataset.datamodule.val_normals == held_out and cfg.threshold.fpr == 0.01
+
+
+def test_seen_zero_reaches_the_composition_with_one_override(_compose):
+    cfg = _compose("train", ["dataset=mvtec", "seen=0"])
+    assert cfg.dataset.datamodule.num_seen_anomalies == 0 and cfg.generation.composition.seen == 0

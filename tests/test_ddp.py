@@ -38,6 +38,10 @@ def test_ddp_on_two_cpu_processes_trains_tests_and_writes_one_result(tmp_path, c
     assert single["test_images_per_rank"] == [test_images]
     for name, value in single["metrics"].items():
         assert result["metrics"][name] == pytest.approx(value, abs=1e-12), f"{name}: synced shards differ from one process"
+    assert result["per_defect"].keys() == single["per_defect"].keys() and result["per_defect"]
+    for name, entry in single["per_defect"].items():
+        assert result["per_defect"][name]["metrics"] == pytest.approx(entry["metrics"], abs=1e-12), f"{name}: per-defect metrics differ"
+    assert "Worst false negatives" in (run_dir / "report.html").read_text(), "rank 0 writes the report with every rank's images"
 
 
 def test_ddp_inside_a_multirun_pairs_every_job_with_its_own_ranks(tmp_path):

@@ -4,8 +4,10 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
@@ -32,6 +34,19 @@ def test_train_writes_results_checkpoint_split_and_config(trained):
     assert "| synthetic | tiles |" in (run_dir / "results.md").read_text()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "split.json").is_file() and (run_dir / "config.yaml").is_file()
+
+
+def test_held_out_normals_calibrate_a_threshold_that_the_test_report_uses(trained):
+    """The demo holds out a tenth of its normals (val_normals=0.1); they fit the OK/NG threshold, never the test set."""
+    cfg, result = trained
+    split = json.loads((Path(cfg.paths.output_dir) / "split.json").read_text())
+    assert split["counts"]["val_normal"] == 2 and not set(split["val_normal"]) & set(split["train_normal"])
+    assert result["calibration"]["num_images"] == 2 and result["calibration"]["fpr"] == 0.01
+    decided = result["at_threshold"]
+    assert decided["image_threshold"] == result["calibration"]["image_threshold"]
+    assert sum(decided["confusion"].values()) == split["counts"]["test"]
+    anomalous_types = {Path(name).parent.name for name in split["test"]} - {"good"}
+    assert set(decided["recall_per_defect_type"]) == anomalous_types and anomalous_types
 
 
 def test_checkpoint_carries_prototypes(trained):
@@ -94,6 +109,30 @@ def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_
     assert float(rows[0]["score"]) == pytest.approx(float(expected[0]), abs=1e-6)
     assert all(r["anomalous"] == str(int(float(r["score"]) >= 0.5)) for r in rows)
     assert Path(rows[0]["map"]).is_file() and Path(rows[0]["overlay"]).is_file()
+
+
+def test_predict_decides_with_the_calibrated_thresholds_and_skips_a_broken_file(trained, tmp_path, compose_cfg):
+    cfg, result = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    folder = tmp_path / "line"
+    good = sorted((Path(cfg.paths.data_dir) / "synthetic" / "tiles" / "test").rglob("*.png"))[:3]
+    for index, image in enumerate(good):
+        (folder / f"{index}.png").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.png").write_bytes(image.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="broken.png"):  # the default stays fail-fast, naming the file
+        predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path / 'fail'}"]))
+    out = tmp_path / "skip"
+    outcome = predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={out}", "on_error=skip"]))
+    assert outcome["images"] == 3 and outcome["skipped"] == 1
+    assert outcome["image_threshold"] == result["calibration"]["image_threshold"]
+    skipped = list(csv.DictReader((out / "skipped.csv").open()))
+    assert [Path(row["path"]).name for row in skipped] == ["broken.png"] and "broken.png" in skipped[0]["error"]
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    threshold = result["calibration"]["image_threshold"]
+    assert [row["decision"] for row in rows] == ["NG" if float(row["score"]) >= threshold else "OK" for row in rows]
+    mask = np.asarray(Image.open(rows[0]["mask"]))
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
 
 
 def test_predict_names_a_missing_input(trained, tmp_path, compose_cfg):

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from prn.data.errors import DatasetError
-from prn.prediction import PredictionWriter, collect_images, resize_map, save_map
+from prn.deploy.images import native_size_map
+from prn.prediction import PredictionWriter, collect_images, save_map
 
 
 def _image(path: Path, size=(40, 60), value=128) -> Path:
@@ -40,7 +41,7 @@ def test_collect_images_names_a_missing_path_an_empty_match_and_a_broken_file(tm
 
 def test_saved_map_has_native_size_and_keeps_values_to_16_bits(tmp_path):
     anomaly_map = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))
-    save_map(resize_map(anomaly_map, (64, 96)), tmp_path / "map.png")
+    save_map(native_size_map(anomaly_map, (64, 96)), tmp_path / "map.png")
     saved = np.asarray(Image.open(tmp_path / "map.png"))
     assert saved.shape == (64, 96) and saved.dtype == np.uint16
     assert saved.min() == 0 and saved.max() == 65535
@@ -55,8 +56,8 @@ def test_writer_mirrors_the_input_tree_and_applies_the_threshold(tmp_path):
     writer.write(b, Path("b/000.png"), np.ones((16, 16), np.float32), 0.9)
     writer.on_predict_end(None, None)
     rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
-    assert rows[0] == "path,score,anomalous,map,overlay"
-    assert rows[1].split(",")[1:3] == ["0.200000", "0"] and rows[2].split(",")[1:3] == ["0.900000", "1"]
+    assert rows[0] == "path,score,normalized_score,decision,anomalous,map,overlay,mask"
+    assert rows[1].split(",")[1:5] == ["0.200000", "", "OK", "0"] and rows[2].split(",")[1:5] == ["0.900000", "", "NG", "1"]
     for name in ("a/000.png", "b/000.png"):
         assert Image.open(tmp_path / "out" / "maps" / name).size == (60, 40)
         assert Image.open(tmp_path / "out" / "overlays" / name).size == (60, 40)

@@ -1,6 +1,7 @@
 """Smoke reproduction: a table's Hydra sweep of tiny jobs, then its aggregation."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +50,23 @@ def test_in_process_job_lands_in_its_table_row(tmp_path, _compose):
     assert f"| 5 seen | 1/15 | {100 * result['metrics']['image_auroc']:.1f} | 99.2 |" in text
 
 
-def test_multirun_of_two_jobs_then_aggregation(tmp_path):
-    """`python src/train.py -m` exactly as `make reproduce-table7 SCALE=smoke` runs it (~20 s on 2 idle cores)."""
+def test_multirun_of_two_seeds_then_aggregation(tmp_path):
+    """`python src/train.py -m` as `make reproduce-table7 SCALE=smoke SEEDS=0,1` runs it, one category (~20 s on 2 idle cores)."""
     sweep = tmp_path / "table7"
-    command = [sys.executable, "src/train.py", "-m", "experiment=table7", *SMOKE, "seen=10", "category=tiles,discs",
+    command = [sys.executable, "src/train.py", "-m", "experiment=table7", *SMOKE, "seen=10", "category=tiles", "seed=0,1",
                f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path / 'data'}"]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
-    assert len(list(sweep.rglob("results.json"))) == 2
+    seeds = sorted(json.loads(path.read_text())["seed"] for path in sweep.rglob("results.json"))
+    assert seeds == [0, 1], "one job per seed"
     text = aggregate("table7", sweep)[0].read_text()
-    assert "| 10 seen | 2/15 |" in text and "| 1 seen | 0/15 | missing |" in text
+    assert "Seeds: 0, 1." in text and "| 1 seen | 0/30 | missing |" in text
+    assert re.search(r"\| 10 seen \| 2/30 \| \d+\.\d ± \d+\.\d \|", text), "mean ± std over the two seeds"
+    assert re.search(r"\| 10 seen \| tiles \| \w+ \| 2 \|", text), "per-defect rows over both seeds"
+
+
+@pytest.mark.parametrize("seeds, expected", [("0,1,2", "seed=0,1,2"), ("", None)])
+def test_make_adds_the_seeds_to_the_sweep(seeds, expected):
+    """`make reproduce-tableN SEEDS=0,1,2` sweeps the seed too; without SEEDS the configs' seed stays."""
+    dry_run = subprocess.run(["make", "-n", "reproduce-table1", f"SEEDS={seeds}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    command = dry_run[dry_run.index("src/train.py -m experiment=table1"):dry_run.index("|| status")].split()
+    assert [part for part in command if part.startswith("seed=")] == ([expected] if expected else []), command

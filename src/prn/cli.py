@@ -40,10 +40,13 @@ def predict_main(cfg: DictConfig) -> None:
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def export_main(cfg: DictConfig) -> None:
     from prn.pipeline import existing_checkpoint
-    from prn.tools.export import export_checkpoint
+    from prn.tools.export import default_output, export_checkpoint
 
-    metadata = export_checkpoint(existing_checkpoint(cfg.ckpt_path, "ckpt_path"), Path(cfg.out), cfg.max_batch)
-    print(f"wrote {cfg.out}: input {metadata['input']['shape']}, {metadata['encoder_weights']}")
+    out = default_output(Path(cfg.paths.output_dir), cfg.format) if cfg.out is None else Path(cfg.out)
+    metadata = export_checkpoint(existing_checkpoint(cfg.ckpt_path, "ckpt_path"), out, cfg.format, cfg.max_batch, cfg.precision)
+    calibrated = "calibrated thresholds" if metadata["calibration"] else "no calibration (scores and maps only)"
+    print(f"wrote {out} ({cfg.format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "
+          f"{metadata['training']['encoder_weights']}")
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="preview", version_base="1.3")

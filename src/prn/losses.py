@@ -32,6 +32,9 @@ class PRNLoss(nn.Module):
         self.gamma = gamma
 
     def forward(self, logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both terms in float32 whatever the logits' dtype: under bf16 autocast the focal
+        term's (1 - p)^4 and log-sigmoid would keep only 8 bits of mantissa."""
+        logits, mask = logits.float(), mask.float()
         smooth_l1 = F.smooth_l1_loss(torch.sigmoid(logits), mask)
         focal = binary_focal_loss(logits, mask, self.alpha, self.gamma)
         return {"loss": smooth_l1 + self.focal_weight * focal, "smooth_l1": smooth_l1, "focal": focal}

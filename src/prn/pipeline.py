@@ -23,6 +23,7 @@ from prn.calibration import Calibration, fit_calibration, report_at_threshold
 from prn.data.image_io import parse_image_size
 from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
+from prn.reporting.report import write_run_report
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.results import print_results, provenance, write_results
 
@@ -83,9 +84,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score new images with a checkpoint through Lightning's predict loop; the writer callback fills the run directory."""
     ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
-    files, root = collect_images(cfg.input)
+    files, root = collect_images(cfg.input, cfg.on_error)
+    if cfg.get("backend", "torch") != "torch":  # the forward pass in an exported model: ONNX Runtime or OpenVINO
+        from prn.exported_prediction import predict_exported
+
+        return predict_exported(cfg, ckpt, files, root)
     module = module_from_checkpoint(ckpt)
-    loader = DataLoader(ImageFileSet(files, root, training_image_size(module, ckpt)), batch_size=cfg.batch_size,
+    loader = DataLoader(ImageFileSet(files, root, training_image_size(module, ckpt), cfg.on_error), batch_size=cfg.batch_size,
                         num_workers=cfg.num_workers, shuffle=False)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     writer = find_callback(trainer, PredictionWriter)
@@ -95,7 +100,10 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     seconds = time.perf_counter() - start
     log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
-    return {"images": writer.count, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2), "checkpoint": str(ckpt)}
+    if writer.skipped:
+        log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
+    return {"images": writer.count, "skipped": writer.skipped, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2),
+            "image_threshold": writer.image_threshold, "checkpoint": str(ckpt)}
 
 
 def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) -> Calibration | None:
@@ -202,6 +210,7 @@ def _report(
     result = {
         **header,
         "metrics": module.test_results,
+        "per_defect": module.metrics.per_defect,  # each defect type against all good images
         "calibration": None if module.calibration is None else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
         "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
@@ -214,6 +223,7 @@ def _report(
         **provenance(cfg.seed, time.perf_counter() - start, extra),
     }
     write_results(run_dir, result)
+    write_run_report(module.trainer, run_dir, result)  # report.html, when callbacks.report is on
     print_results(result)
     return result
 

@@ -1,17 +1,23 @@
-"""Run a trained checkpoint on new images: scores, anomaly maps and overlays on disk.
+"""Run a trained checkpoint on new images: OK/NG decisions, scores, anomaly maps, defect masks and overlays on disk.
 
 The engineer's loop after training: point ``src/predict.py`` at a file, a folder (searched
 recursively) or a glob, and get one CSV row per image plus, per image, the anomaly map
-as a 16-bit PNG and a heat-map overlay, both at the image's native size. Images are
-resized to the checkpoint's training size exactly as training and testing resized them.
+as a 16-bit PNG, a heat-map overlay and (with a pixel threshold) the binary defect mask,
+all at the image's native size. Decisions use the checkpoint's calibrated thresholds
+(``prn.calibration``) unless a number overrides the image threshold. Images are resized
+to the checkpoint's training size exactly as training and testing resized them.
 Lightning's predict loop runs the model (``PRNModule.predict_step``); :class:`PredictionWriter`
 is the ``BasePredictionWriter`` that writes each batch as it arrives.
+
+A production folder may hold a broken file: by default that stops the run naming the file
+(``on_error=fail``); ``on_error=skip`` writes it to ``skipped.csv`` with the reason and goes on.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,17 +28,32 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch.utils.data import Dataset
 
+from prn.calibration import Calibration
 from prn.data.errors import DatasetError
 from prn.data.image_io import image_size_of, load_image
 from prn.data.records import IMAGE_SUFFIXES
 from prn.data.training import image_tensor
+from prn.deploy.images import native_size_map
 from prn.utils.heatmap import overlay
 
-CSV_FIELDS = ("path", "score", "anomalous", "map", "overlay")
+log = logging.getLogger(__name__)
+CSV_FIELDS = ("path", "score", "normalized_score", "decision", "anomalous", "map", "overlay", "mask")
+SKIPPED_FIELDS = ("path", "error")
+ON_ERROR_CHOICES = ("fail", "skip")
 
 
-def collect_images(source: str | Path) -> tuple[list[Path], Path]:
-    """Image files named by ``source`` (file, folder searched recursively, or glob) and the root their output names are relative to."""
+def checked_on_error(value: str) -> str:
+    if value not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error={value!r} is not one of {list(ON_ERROR_CHOICES)}: fail stops at a broken file, skip lists it in skipped.csv")
+    return value
+
+
+def collect_images(source: str | Path, on_error: str = "fail") -> tuple[list[Path], Path]:
+    """Image files named by ``source`` (file, folder searched recursively, or glob) and the root their output names are relative to.
+
+    With ``on_error="fail"`` every header is read first, so a broken file stops the run, by name,
+    before any work is done; with ``"skip"`` broken files are found while scoring.
+    """
     text = str(source)
     if glob.has_magic(text):
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
@@ -45,8 +66,9 @@ def collect_images(source: str | Path) -> tuple[list[Path], Path]:
         root = path.parent if path.is_file() else path
     if not files:
         raise DatasetError(f"input={text} names no image files ({', '.join(IMAGE_SUFFIXES)}): check the path or the glob")
-    for file in files:
-        image_size_of(file)  # header check: a broken file fails here, by name, before any work is done
+    if checked_on_error(on_error) == "fail":
+        for file in files:
+            image_size_of(file)  # header check: a broken file fails here, by name, before any work is done
     return files, root
 
 
@@ -64,19 +86,29 @@ class ImageFileSet(Dataset):
     """The model's input for each file, its path, and its output name relative to ``root``.
 
     The relative name mirrors the input tree, so ``a/000.png`` and ``b/000.png`` do not collide.
+    With ``on_error="skip"`` an unreadable file yields a blank image and its ``error`` (else ``""``),
+    which the writer lists in ``skipped.csv`` instead of scoring.
     """
 
-    def __init__(self, files: Sequence[Path], root: Path, size: tuple[int, int]) -> None:
+    def __init__(self, files: Sequence[Path], root: Path, size: tuple[int, int], on_error: str = "fail") -> None:
         self.files = list(files)
         self.root = root.resolve()
         self.size = size
+        self.on_error = checked_on_error(on_error)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
-        return {"image": image_tensor(load_image(path, self.size)), "path": str(path), "relative": str(self._relative(path))}
+        item = {"path": str(path), "relative": str(self._relative(path)), "error": ""}
+        try:
+            image = load_image(path, self.size)
+        except DatasetError as error:
+            if self.on_error == "fail":
+                raise
+            image, item["error"] = np.zeros((*self.size, 3), dtype=np.uint8), str(error)
+        return {"image": image_tensor(image), **item}
 
     def _relative(self, path: Path) -> Path:
         try:
@@ -85,17 +117,17 @@ class ImageFileSet(Dataset):
             return Path(path.name)
 
 
-def resize_map(anomaly_map: np.ndarray, native_size: tuple[int, int]) -> np.ndarray:
-    """The map resized bilinearly to an image's native ``(h, w)``."""
-    resized = Image.fromarray(anomaly_map.astype(np.float32), mode="F").resize(native_size[::-1], Image.Resampling.BILINEAR)
-    return np.asarray(resized)
-
-
 def save_map(native_map: np.ndarray, path: Path) -> None:
     """A native-size map as a 16-bit PNG (value × 65535)."""
     values = np.clip(native_map * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(values).save(path)
+
+
+def save_mask(defect_mask: np.ndarray, path: Path) -> None:
+    """A native-size binary defect mask as an 8-bit PNG (255 = defect)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.where(defect_mask, 255, 0).astype(np.uint8)).save(path)
 
 
 def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path) -> None:
@@ -107,25 +139,48 @@ def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path) -> None:
 class PredictionWriter(BasePredictionWriter):
     """Appends one ``scores.csv`` row per image as batches arrive, so an interrupted run keeps what it did.
 
-    With ``save_maps``, also ``maps/<relative>.png`` and ``overlays/<relative>.png`` at the
-    image's native size. ``threshold`` fills the ``anomalous`` column (score >= threshold).
+    ``threshold="auto"`` takes the image and pixel thresholds the checkpoint was calibrated
+    with (``pl_module.calibration``); a number sets the image threshold (pixel masks then
+    still come from the calibration, if any); ``None`` decides nothing. With ``save_maps``,
+    also ``maps/<relative>.png``, ``overlays/<relative>.png`` and, with a pixel threshold,
+    ``masks/<relative>.png`` (255 = defect) at the image's native size.
     """
 
-    def __init__(self, output_dir: str | Path, threshold: float | None = None, save_maps: bool = True) -> None:
+    def __init__(self, output_dir: str | Path, threshold: float | str | None = "auto", save_maps: bool = True) -> None:
         super().__init__(write_interval="batch")
+        if isinstance(threshold, str) and threshold != "auto":
+            raise ValueError(f"threshold={threshold!r} must be auto (the checkpoint's calibrated threshold), a number, or null (no decisions)")
         self.out_dir = Path(output_dir)
         self.threshold, self.save_maps = threshold, save_maps
         self.csv_path = self.out_dir / "scores.csv"
+        self.skipped_path = self.out_dir / "skipped.csv"
         self.count = 0
+        self.skipped = 0
+        self.calibration: Calibration | None = None
+        self.image_threshold: float | None = None if threshold == "auto" else threshold
         self._handle = None
         self._rows: csv.DictWriter | None = None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start(getattr(pl_module, "calibration", None))
+
+    def start(self, calibration: Calibration | None) -> None:
+        """Open ``scores.csv`` with the thresholds of the model being run: a checkpoint's, or an exported model's (``backend=``)."""
+        self.use_calibration(calibration)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.csv_path, "w", newline="")
         self._rows = csv.DictWriter(self._handle, fieldnames=CSV_FIELDS)
         self._rows.writeheader()
-        self.count = 0
+        self.count = self.skipped = 0
+
+    def use_calibration(self, calibration: Calibration | None) -> None:
+        """Thresholds of the checkpoint being run; ``threshold="auto"`` without one decides nothing, with a warning."""
+        self.calibration = calibration
+        if self.threshold == "auto":
+            self.image_threshold = None if calibration is None else calibration.image_threshold
+            if calibration is None:
+                log.warning("threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
+                            "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>.")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.close()
@@ -136,25 +191,45 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: dict[str, Any],
                            batch_indices: Sequence[int] | None, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
         maps = prediction["anomaly_map"][:, 0].float().numpy()
-        for path, relative, anomaly_map, score in zip(batch["path"], batch["relative"], maps, prediction["score"].tolist()):
-            self.write(Path(path), Path(relative), anomaly_map, float(score))
+        errors = batch.get("error") or [""] * len(maps)
+        for path, relative, anomaly_map, score, error in zip(batch["path"], batch["relative"], maps, prediction["score"].tolist(), errors):
+            if error:
+                self.skip(Path(path), error)
+            else:
+                self.write(Path(path), Path(relative), anomaly_map, float(score))
 
     def write(self, image_path: Path, relative: Path, anomaly_map: np.ndarray, score: float) -> None:
         """One image's row (and files), flushed at once."""
-        row = {"path": str(image_path), "score": f"{score:.6f}", "anomalous": "", "map": "", "overlay": ""}
-        if self.threshold is not None:
-            row["anomalous"] = int(score >= self.threshold)
+        row = dict.fromkeys(CSV_FIELDS, "") | {"path": str(image_path), "score": f"{score:.6f}"}
+        if self.calibration is not None:
+            row["normalized_score"] = f"{float(self.calibration.normalize(score)):.4f}"
+        if self.image_threshold is not None:
+            anomalous = score >= self.image_threshold
+            row["anomalous"], row["decision"] = int(anomalous), "NG" if anomalous else "OK"
         if self.save_maps:
-            map_path = self.out_dir / "maps" / relative.with_suffix(".png")
-            overlay_path = self.out_dir / "overlays" / relative.with_suffix(".png")
+            map_path, overlay_path, mask_path = (self.out_dir / folder / relative.with_suffix(".png") for folder in ("maps", "overlays", "masks"))
             native_size = image_size_of(image_path)
-            native_map = resize_map(anomaly_map, native_size)  # once, for both files
+            native_map = native_size_map(anomaly_map, native_size)  # once, for every file
             save_map(native_map, map_path)
             save_overlay(load_image(image_path, native_size), native_map, overlay_path)
             row["map"], row["overlay"] = str(map_path), str(overlay_path)
+            if self.calibration is not None:
+                save_mask(self.calibration.defect_mask(native_map), mask_path)
+                row["mask"] = str(mask_path)
         self._rows.writerow(row)
         self._handle.flush()
         self.count += 1
+
+    def skip(self, image_path: Path, error: str) -> None:
+        """An unreadable file (``on_error=skip``): one ``skipped.csv`` row with the reason, no score."""
+        new_file = not self.skipped_path.exists() or self.skipped == 0
+        with open(self.skipped_path, "w" if new_file else "a", newline="") as handle:
+            rows = csv.DictWriter(handle, fieldnames=SKIPPED_FIELDS)
+            if new_file:
+                rows.writeheader()
+            rows.writerow({"path": str(image_path), "error": error})
+        self.skipped += 1
+        log.warning("Skipped %s: %s", image_path, error)
 
     def close(self) -> None:
         if self._handle is not None and not self._handle.closed:

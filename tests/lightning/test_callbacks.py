@@ -129,3 +129,36 @@ def test_patch_match_fills_a_coreset_of_location_vectors_and_survives_a_checkpoi
     images = torch.rand(2, 3, 128, 128)
     module.eval(), restored.eval()
     torch.testing.assert_close(module(images), restored(images))
+
+
+def _is_gpu_index(index) -> bool:
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, (faiss.IndexReplicas, faiss.IndexShards)):
+        return all(_is_gpu_index(index.at(i)) for i in range(index.count()))
+    return type(index).__name__.startswith("Gpu")
+
+
+@pytest.mark.gpu
+def test_prototypes_cluster_on_the_gpu_without_being_asked(monkeypatch):
+    """On a GPU machine `make install` puts in faiss-gpu, and the callback's k-means (use_gpu unset) runs there."""
+    import faiss
+
+    from prn.models.prototypes import faiss_gpu_available
+
+    assert faiss_gpu_available(), (f"faiss {faiss.__version__} sees no GPU although CUDA does: this is the faiss-cpu "
+                                   "build; run `make install` on this machine (it installs faiss-gpu)")
+    built = []
+    real_kmeans = faiss.Kmeans
+
+    def recording_kmeans(*args, **kwargs):
+        built.append(real_kmeans(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(faiss, "Kmeans", recording_kmeans)
+    module = _module()
+    callback = _run_setup(module, 20, ratio=0.1)
+    assert callback.kmeans_on_gpu
+    assert len(built) == 3 and all(_is_gpu_index(kmeans.index) for kmeans in built)
+    assert [p.shape[0] for p in module.net.prototypes.prototypes()] == [2, 2, 2]

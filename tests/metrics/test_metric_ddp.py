@@ -30,8 +30,14 @@ def make_test_set(seed: int = 11) -> tuple[np.ndarray, ...]:
     return maps, masks, image_scores, labels
 
 
-def feed(metrics: AnomalyMetrics, indices: np.ndarray, with_masks: bool = True, batch_size: int = 3) -> None:
+def defect_types(labels: np.ndarray) -> list[str]:
+    """Two defect types taking turns over the anomalous images."""
+    return ["good" if label == 0 else ("dent", "crack")[index % 2] for index, label in enumerate(labels)]
+
+
+def feed(metrics: AnomalyMetrics, indices: np.ndarray, with_masks: bool = True, batch_size: int = 3, with_types: bool = False) -> None:
     maps, masks, image_scores, labels = make_test_set()
+    types = np.array(defect_types(labels), dtype=object)
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         mask_tensor = torch.from_numpy(masks[batch])[:, None] if with_masks else None
@@ -40,6 +46,7 @@ def feed(metrics: AnomalyMetrics, indices: np.ndarray, with_masks: bool = True, 
             mask_tensor,
             torch.from_numpy(image_scores[batch]),
             torch.from_numpy(labels[batch]),
+            list(types[batch]) if with_types else None,
         )
 
 
@@ -53,6 +60,9 @@ def run_rank(rank: int, init_file: str, out_dir: str) -> None:
         feed(metrics, shard)
         results["sharded"] = metrics.compute()
         results["local_images"] = metrics.local_images
+        typed = AnomalyMetrics()
+        feed(typed, shard, with_types=True)
+        results["typed"] = [typed.compute(), typed.per_defect]
 
         accumulator._SlabBuffer.SLAB_BYTES = 68  # 17 values per slab: states span many slabs
         growing = AnomalyMetrics()
@@ -126,3 +136,18 @@ def test_nccl_gathers_cpu_states_through_the_gpu(tmp_path, single_process) -> No
         assert all(part.device.type == "cpu" for part in metrics.normal_scores)
     finally:
         dist.destroy_process_group()
+
+
+def test_per_defect_metrics_are_gathered_over_all_ranks(ddp_results, single_process) -> None:
+    """Names (uint8), pixel counts and pixels are gathered separately; they must stay aligned."""
+    whole = AnomalyMetrics()
+    feed(whole, np.arange(IMAGES), with_types=True)
+    whole.compute()
+    assert set(whole.per_defect) == {"dent", "crack"}
+    for result in ddp_results:
+        overall, per_defect = result["typed"]
+        assert overall == pytest.approx(single_process, abs=1e-12)
+        assert per_defect.keys() == whole.per_defect.keys()
+        for name, entry in whole.per_defect.items():
+            assert per_defect[name]["images"] == entry["images"]
+            assert per_defect[name]["metrics"] == pytest.approx(entry["metrics"], abs=1e-12), name

@@ -156,3 +156,23 @@ def test_bank_shapes_are_checked_for_the_match_mode() -> None:
         PrototypeBank(1, "patch").set_prototypes([torch.rand(2, 8, 4, 4)])
     with pytest.raises(ValueError, match="prototype_match"):
         PrototypeBank(1, "pixel")
+
+
+def test_nearest_prototype_is_chosen_in_float32_under_bf16_autocast() -> None:
+    """bf16 rounds the f.p of wide maps by more than the gaps between prototypes (trainer.precision=bf16-mixed)."""
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 65536, generator=generator)
+    prototypes = base + 0.01 * torch.randn(8, 65536, generator=generator)
+    queries = prototypes[[3, 5, 0, 6]] + 0.001 * torch.randn(4, 65536, generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chosen = nearest_prototype_indices(queries, prototypes)
+    assert chosen.tolist() == [3, 5, 0, 6]
+
+
+def test_kmeans_on_the_gpu_when_faiss_cannot_use_one_names_the_option_and_the_fix(monkeypatch) -> None:
+    from prn.models import prototypes
+
+    monkeypatch.setattr(prototypes, "faiss_gpu_available", lambda: False)
+    assert prototypes.kmeans_uses_gpu(None) is False
+    with pytest.raises(ValueError, match=r"callbacks.prototypes.use_gpu.*make install"):
+        kmeans_prototypes(torch.rand(10, 4), ratio=0.5, use_gpu=True)

@@ -1,32 +1,44 @@
-"""The exported program runs without prn and gives the module's maps and scores."""
+"""The exported program runs without prn and gives the module's maps and scores; its metadata says what it needs."""
 
 import json
 
 import lightning as L
+import pytest
 import torch
 
+from prn.calibration import Calibration
 from prn.lightning.module import PRNModule
 from prn.models import PRNet
-from prn.tools.export import METADATA_FILE, export_checkpoint
+from prn.tools.export import METADATA_FILE, check_export_options, default_output, export_checkpoint
 
 
-def _checkpoint(path, size=128):
+def _checkpoint(path, size=128, calibration=None):
     torch.manual_seed(0)
-    module = PRNModule(PRNet(encoder_weights=None), data_config={"name": "synthetic", "image_size": size}, top_k=10)
+    module = PRNModule(PRNet(encoder_weights=None), data_config={"name": "synthetic", "category": "discs", "image_size": size}, top_k=10)
     module.net.set_prototypes([torch.randn(3, c, size // s, size // s) for c, s in [(64, 4), (128, 8), (256, 16)]])
+    module.calibration = calibration
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(path)
     return module.eval()
 
 
 def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_metadata(tmp_path):
-    module = _checkpoint(tmp_path / "last.ckpt")
-    metadata = export_checkpoint(tmp_path / "last.ckpt", tmp_path / "prn.pt2", max_batch=8)
+    calibration = Calibration(image_threshold=0.4, pixel_threshold=0.6, fpr=0.01, num_images=20, normal_median=0.2)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    module = _checkpoint(ckpt, calibration=calibration)
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"metrics": {"image_auroc": 0.9}}))
+    metadata = export_checkpoint(ckpt, tmp_path / "prn.pt2", max_batch=8)
     extra = {METADATA_FILE: ""}
     program = torch.export.load(tmp_path / "prn.pt2", extra_files=extra).module()
     assert json.loads(extra[METADATA_FILE]) == json.loads(json.dumps(metadata, default=str))
-    assert metadata["input"]["shape"] == ["batch", 3, 128, 128] and metadata["top_k"] == 10
+    assert metadata["input"]["shape"] == ["batch", 3, 128, 128] and metadata["top_k"] == 10 and metadata["image_size"] == [128, 128]
+    assert Calibration.from_dict(metadata["calibration"]) == calibration
+    training = metadata["training"]
+    assert (training["dataset"], training["category"], training["steps"]) == ("synthetic", "discs", 0)
+    assert training["prototypes"] == [[3, 64, 32, 32], [3, 128, 16, 16], [3, 256, 8, 8]]
+    assert training["test_metrics"] == {"image_auroc": 0.9} and training["encoder_weights"].startswith("random")
     for batch in (1, 3):
         images = torch.rand(batch, 3, 128, 128)
         with torch.no_grad():
@@ -34,3 +46,14 @@ def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_m
             expected_maps, expected_scores = module.predict_maps_and_scores(images)
         torch.testing.assert_close(maps, expected_maps, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("out", "fmt", "precision", "message"), [
+    ("prn.onnx", "tflite", "fp32", r"format='tflite' is not one of \['torch', 'onnx', 'openvino'\]"),
+    ("prn.onnx", "onnx", "fp16", "precision='fp16' is not available for format=onnx"),
+    ("prn.onnx", "openvino", "fp32", r"must end in \.xml for format=openvino"),
+])
+def test_options_that_cannot_work_together_fail_before_anything_is_exported(tmp_path, out, fmt, precision, message):
+    with pytest.raises(ValueError, match=message):
+        check_export_options(tmp_path / out, fmt, precision)
+    assert default_output(tmp_path, "openvino") == tmp_path / "prn.xml"

@@ -69,7 +69,12 @@ def mask_is_empty(path: Path) -> bool:
 
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Decode ``path`` as RGB ``uint8`` ``(h, w, 3)``, resized bilinearly with antialiasing."""
-    image = _open_decoded(path)
+    return rgb_at_size(_open_decoded(path), size)
+
+
+def rgb_at_size(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Any decoded PIL image as RGB ``uint8`` ``(h, w, 3)`` at ``size``: the one conversion and
+    resize of training, testing and the deployed inferencer (:mod:`prn.deploy`), so their inputs agree."""
     image = _to_rgb(image)
     height, width = size
     if image.size != (width, height):

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from prn.models import build_patch_banks, build_prototypes
+from prn.models.prototypes import kmeans_uses_gpu
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class PrototypeCallback(L.Callback):
         self.use_gpu = use_gpu
         self.refit = refit
         self.seconds = 0.0
+        self.kmeans_on_gpu = False  # set when k-means runs: on a GPU wherever faiss-gpu sees one (use_gpu unset)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         net = pl_module.net
@@ -51,12 +53,14 @@ class PrototypeCallback(L.Callback):
         if net.prototypes.match == "patch":
             prototypes = build_patch_banks(features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed)
         else:
-            prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.use_gpu)
+            self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
+            prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
         net.prototypes.set_prototypes(prototypes)
         self.seconds = time.perf_counter() - start
         log.info(
-            "Prototypes (%s match): %s per scale from %d normal images in %.1f s", net.prototypes.match,
+            "Prototypes (%s match): %s per scale from %d normal images in %.1f s%s", net.prototypes.match,
             [p.shape[0] for p in prototypes], features[0].shape[0], self.seconds,
+            " (k-means on the GPU)" if self.kmeans_on_gpu else "",
         )
 
     @torch.no_grad()

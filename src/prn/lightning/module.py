@@ -149,7 +149,8 @@ class PRNModule(L.LightningModule):
             {"path": path, "defect_type": defect_type, "label": int(label), "score": float(score)}
             for path, defect_type, label, score in zip(batch["path"], batch["defect_type"], batch["label"].tolist(), scores.tolist())
         )
-        self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu())
+        self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu(),
+                            batch.get("defect_type"))
 
     def on_test_epoch_end(self) -> None:
         """Every rank scored its shard; ``compute`` syncs the states, so every rank logs the whole test set's value."""

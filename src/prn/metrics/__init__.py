@@ -2,6 +2,7 @@
 
 from prn.metrics.accumulator import PIXEL_METRICS, AnomalyMetrics
 from prn.metrics.image_score import top_k_mean
+from prn.metrics.per_defect import per_defect_metrics
 from prn.metrics.pro import anomalous_pixel_region_sizes, aupro, aupro_from_sorted, aupro_from_split
 from prn.metrics.ranking import auroc, auroc_from_sorted, average_precision, average_precision_from_sorted
 
@@ -16,5 +17,6 @@ __all__ = [
     "auroc_from_sorted",
     "average_precision",
     "average_precision_from_sorted",
+    "per_defect_metrics",
     "top_k_mean",
 ]

@@ -4,7 +4,10 @@
 ``update`` keeps only what those need: normal-pixel scores (float32), anomalous-pixel
 scores (float32) with the size of their ground-truth region (int32, computed while the
 mask is at hand; regions never cross images, so shards can simply be concatenated),
-and the image scores and labels. Not whole maps and masks.
+and the image scores and labels. Not whole maps and masks. Given each image's defect
+type (``defect_types``), it also keeps the name (64 bytes) and its pixel counts, which
+is enough to compute every metric per defect type (``per_defect``, see
+:mod:`prn.metrics.per_defect`).
 
 Design, in torchmetrics terms:
 
@@ -24,14 +27,16 @@ Design, in torchmetrics terms:
 
 Memory: a single process peaks at about the data plus one slab. Under DDP a rank
 briefly holds the gathered shards plus their concatenation (about twice the whole
-test set) plus its own shard.
+test set) plus its own shard. With defect types, ``compute`` sorts a copy of the normal
+pixels (the states must keep their image order for the next ``compute``): 4 bytes more
+per normal pixel while it runs.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +46,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from prn.metrics.per_defect import PixelsInImageOrder, decode_defect_types, encode_defect_types, per_defect_metrics
 from prn.metrics.pro import anomalous_pixel_region_sizes, as_binary_masks, as_image_stack, aupro_from_sorted
 from prn.metrics.ranking import (
     as_binary_labels,
@@ -59,6 +65,10 @@ LIST_STATES = {
     "normal_scores": torch.float32,
     "anomalous_scores": torch.float32,
     "region_sizes": torch.int32,
+    # per image, only when update() is given defect types (names) and masks (pixel counts)
+    "image_defect_types": torch.uint8,
+    "image_normal_pixels": torch.int64,
+    "image_anomalous_pixels": torch.int64,
 }
 
 
@@ -129,7 +139,8 @@ class _SlabBuffer:
         """Flush, then merge ``state`` in place into one tensor, which is returned.
 
         Each part is dropped as soon as it is copied, so the peak is the data plus one
-        slab. Callers may reorder the result in place (e.g. sort): order means nothing.
+        slab. Callers may reorder the result in place (e.g. sort) unless they need the
+        image order again (per-defect metrics: ``AnomalyMetrics._keeps_image_order``).
         """
         self.flush(state)
         if len(state) <= 1:
@@ -183,6 +194,8 @@ class AnomalyMetrics(Metric):
     each rank's own shard): it returns the metrics that are defined for the whole test
     set. ``skipped`` lists those it left out and ``skip_reasons`` says why (missing
     masks, or a single class present). ``local_images`` counts this rank's images.
+    ``per_defect`` holds, after ``compute``, the metrics of every defect type (its images
+    against all good images) when every batch came with ``defect_types``.
     Extra keyword arguments go to ``torchmetrics.Metric`` (e.g. ``process_group``).
     """
 
@@ -200,6 +213,7 @@ class AnomalyMetrics(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("batches", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("batches_without_masks", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("batches_with_defect_types", default=torch.tensor(0), dist_reduce_fx="sum")
         self._reset_local()
 
     def _reset_local(self) -> None:
@@ -207,6 +221,7 @@ class AnomalyMetrics(Metric):
         self._local_images = 0
         self.skipped: list[str] = []
         self.skip_reasons: dict[str, str] = {}
+        self.per_defect: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
         """Drop everything accumulated so far."""
@@ -218,24 +233,39 @@ class AnomalyMetrics(Metric):
         """Images this process passed to ``update`` (its shard under DDP) since the last reset."""
         return self._local_images
 
-    def update(self, anomaly_maps: Tensor, masks: Tensor | None, image_scores: Tensor, labels: Tensor) -> None:
+    def update(
+        self,
+        anomaly_maps: Tensor,
+        masks: Tensor | None,
+        image_scores: Tensor,
+        labels: Tensor,
+        defect_types: Sequence[str] | None = None,
+    ) -> None:
         """Add one batch: maps (B, 1, H, W) or (B, H, W), masks of the same shape in {0, 1}
-        or None (pixel metrics are then skipped), image scores (B,) and labels (B,) in {0, 1}.
+        or None (pixel metrics are then skipped), image scores (B,), labels (B,) in {0, 1}
+        and, for ``per_defect``, each image's defect type (any name for good images).
 
         Everything is validated before anything is stored, so a rejected batch leaves
         the state untouched.
         """
         maps, binary_masks, scores, binary_labels = _validated_batch(anomaly_maps, masks, image_scores, labels)
+        type_codes = None if defect_types is None else encode_defect_types(defect_types, scores.size)
         self._append("image_scores", scores)
         self._append("image_labels", binary_labels)
         self.batches += 1
         self._local_images += scores.size
+        if type_codes is not None:
+            self._append("image_defect_types", type_codes)
+            self.batches_with_defect_types += 1
         if binary_masks is None:
             self.batches_without_masks += 1
             return
         self._append("normal_scores", maps[~binary_masks])
         self._append("anomalous_scores", maps[binary_masks])
         self._append("region_sizes", anomalous_pixel_region_sizes(binary_masks))
+        anomalous_counts = binary_masks.sum(axis=(1, 2), dtype=np.int64)
+        self._append("image_anomalous_pixels", anomalous_counts)
+        self._append("image_normal_pixels", binary_masks[0].size - anomalous_counts)
 
     def _append(self, name: str, values: np.ndarray) -> None:
         """Write into the state's slab. Even the image states: a small tensor kept per
@@ -270,6 +300,7 @@ class AnomalyMetrics(Metric):
         """Return the metrics that are defined for the data seen; see ``skipped``."""
         self.skipped, self.skip_reasons = [], {}
         results: dict[str, float] = {}
+        self.per_defect = self._compute_per_defect()  # first: the pixel metrics below sort the pixels in place
         self._compute_image_metrics(results)
         self._compute_pixel_metrics(results)
         return results
@@ -289,6 +320,27 @@ class AnomalyMetrics(Metric):
             return
         results["image_auroc"] = auroc(self._values("image_scores"), labels)
 
+    def _keeps_image_order(self) -> bool:
+        """Whether the pixel states must stay in image order: per-defect metrics read them so at every compute()."""
+        return int(self.batches) > 0 and int(self.batches_with_defect_types) == int(self.batches)
+
+    def _compute_per_defect(self) -> dict[str, dict[str, Any]]:
+        """Metrics of each defect type; empty unless every batch came with defect types."""
+        batches = int(self.batches)
+        if not self._keeps_image_order():
+            if int(self.batches_with_defect_types):
+                self.skip_reasons["per_defect"] = f"defect types were given for {int(self.batches_with_defect_types)} of {batches} batches"
+            return {}
+        labels = self._values("image_labels").astype(bool)
+        pixels = None
+        if int(self.batches_without_masks) == 0:
+            pixels = PixelsInImageOrder(
+                self._values("normal_scores"), self._values("anomalous_scores"), self._values("region_sizes"),
+                self._values("image_normal_pixels"), self._values("image_anomalous_pixels"),
+            )
+        defect_types = decode_defect_types(self._values("image_defect_types"))
+        return per_defect_metrics(defect_types, labels, self._values("image_scores"), pixels, self.fpr_limit)
+
     def _compute_pixel_metrics(self, results: dict[str, float]) -> None:
         batches, batches_without_masks = int(self.batches), int(self.batches_without_masks)
         if batches == 0:
@@ -302,6 +354,8 @@ class AnomalyMetrics(Metric):
             self._skip(PIXEL_METRICS, "ground-truth masks contain only one pixel class")
             return
         region_sizes = self._values("region_sizes")
+        if self._keeps_image_order():  # sorting a copy costs 4 bytes per normal pixel for the length of compute()
+            normals, anomalous, region_sizes = normals.copy(), anomalous.copy(), region_sizes.copy()
         normals.sort()
         self._sort_anomalous_with_regions(anomalous, region_sizes)
         results["pixel_auroc"] = auroc_from_sorted(normals, anomalous)

@@ -103,9 +103,10 @@ class MultiSizeSelfAttention(nn.Module):
     def _head(self, query: Tensor, key: Tensor, value: Tensor, divisions: int) -> Tensor:
         if divisions == 1:  # a single patch attends only to itself: softmax == 1
             return value
-        q, k, v = (split_into_patches(t, divisions) for t in (query, key, value))
+        # [B, 1, d*d, dim]: an explicit head axis, as the ONNX exporter only translates 4D attention
+        q, k, v = (split_into_patches(t, divisions).unsqueeze(1) for t in (query, key, value))
         attended = F.scaled_dot_product_attention(q, k, v)  # softmax(QK^T / sqrt(dim)) V
-        return merge_patches(attended, divisions, value.shape)
+        return merge_patches(attended.squeeze(1), divisions, value.shape)
 
     def attend(self, maps: Tensor) -> Tensor:
         """Concatenated head outputs (before the output projection)."""

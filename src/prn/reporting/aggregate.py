@@ -5,6 +5,12 @@ writes ``table4.md`` and ``table4.csv`` into the sweep folder. A job lands in a 
 resolved config (``config.yaml`` beside its ``results.json``) has the row's ``match`` values;
 rows the paper averages over categories show the mean of their jobs and how many there
 were, so a partial sweep still aggregates and a missing row says "missing".
+
+Seeds: a sweep over ``seed=0,1,2`` (``make reproduce-tableN SEEDS=0,1,2``) makes every cell
+the mean ± sample standard deviation over seeds, where a seed's value is the mean over the
+row's jobs of that seed (its categories). Below the paper's table, every job's metrics per
+defect type (ours only: the paper reports none), likewise over seeds; also written as
+``<table>_per_defect.csv``.
 """
 
 from __future__ import annotations
@@ -41,23 +47,35 @@ SMOKE_BANNER = (
 
 @dataclass
 class Job:
-    """One finished job: its metrics (paper units) and its resolved config."""
+    """One finished job: its metrics (paper units), its resolved config, its seed and its metrics per defect type."""
 
     run_dir: Path
     config: dict[str, Any]
     values: dict[str, float]
+    seed: Any = None
+    per_defect: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def category(self) -> str:
+        return str(config_value(self.config, "category"))
 
 
 @dataclass
 class Row:
-    """A table row: the paper's numbers and ours (mean over the row's jobs)."""
+    """A table row: the paper's numbers and ours (per seed the mean over the row's jobs; then mean and spread over seeds)."""
 
     id: str
     label: str
     paper: dict[str, list[float]]
     expected: int = 1
     jobs: list[Job] = field(default_factory=list)
+    per_seed: dict[Any, dict[str, float]] = field(default_factory=dict)
     ours: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)  # sample std over seeds, where 2 or more have the metric
+
+    def summarise(self) -> None:
+        """``ours`` and ``spread`` from ``per_seed``."""
+        self.ours, self.spread = over_seeds(self.per_seed)
 
 
 def load_paper_tables(path: Path = PAPER_TABLES) -> dict[str, dict[str, Any]]:
@@ -88,7 +106,9 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
         result = json.loads(results_file.read_text())
         config = _job_config(results_file.parent, result)
         values = to_paper_units(result.get("metrics", {}), result.get("inference_seconds_per_image"))
-        jobs.append(Job(results_file.parent, config, values))
+        seed = config_value(config, "seed")
+        per_defect = {name: to_paper_units(entry.get("metrics", {}), None) for name, entry in (result.get("per_defect") or {}).items()}
+        jobs.append(Job(results_file.parent, config, values, result.get("seed") if seed is None else seed, per_defect))
     return jobs
 
 
@@ -135,7 +155,8 @@ def build_rows(spec: dict[str, Any], jobs: list[Job]) -> list[Row]:
             row = _extra_row(rows, job, keys)
         row.jobs.append(job)
     for row in rows:
-        row.ours = _mean_values([job.values for job in row.jobs], spec["metrics"])
+        row.per_seed = seed_means(row.jobs, spec["metrics"])
+        row.summarise()
     mean_spec = next((r for r in spec["rows"] if r.get("mean_of_rows")), None)
     if mean_spec is not None:
         rows.append(_mean_row(mean_spec, rows, spec["metrics"], expected=len(match_of)))
@@ -163,24 +184,50 @@ def _mean_values(value_sets: list[dict[str, float]], metrics: list[str]) -> dict
     return means
 
 
+def seed_means(jobs: list[Job], metrics: list[str]) -> dict[Any, dict[str, float]]:
+    """Per seed, the mean over that seed's jobs (a row's categories), seeds in sorted order."""
+    seeds = sorted({job.seed for job in jobs}, key=str)
+    return {seed: _mean_values([job.values for job in jobs if job.seed == seed], metrics) for seed in seeds}
+
+
+def over_seeds(per_seed: dict[Any, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """(mean over seeds, sample standard deviation over seeds where two or more seeds have the metric)."""
+    metrics = list(dict.fromkeys(metric for values in per_seed.values() for metric in values))
+    means, spreads = {}, {}
+    for metric in metrics:
+        present = [values[metric] for values in per_seed.values() if metric in values]
+        means[metric] = statistics.fmean(present)
+        if len(present) >= 2:
+            spreads[metric] = statistics.stdev(present)
+    return means, spreads
+
+
 def _mean_row(mean_spec: dict[str, Any], rows: list[Row], metrics: list[str], expected: int) -> Row:
-    """The paper's average row; ours is the mean over rows that have results."""
+    """The paper's average row; ours is, per seed, the mean over the rows that have that seed, then over seeds."""
     filled = [row for row in rows if row.ours]
     mean = Row(mean_spec["id"], mean_spec.get("label", "mean"), mean_spec["paper"], expected=expected)
-    mean.ours = _mean_values([row.ours for row in filled], metrics)
+    seeds = sorted({seed for row in filled for seed in row.per_seed}, key=str)
+    mean.per_seed = {seed: _mean_values([row.per_seed[seed] for row in filled if seed in row.per_seed], metrics) for seed in seeds}
+    mean.summarise()
     mean.jobs = [job for row in filled for job in row.jobs]
     return mean
 
 
-def _count(row: Row, mean_of_rows: bool) -> str:
+def sweep_seeds(rows: list[Row]) -> list[Any]:
+    """Every seed any job of the sweep ran with, sorted."""
+    return sorted({job.seed for row in rows for job in row.jobs}, key=str)
+
+
+def _count(row: Row, mean_of_rows: bool, seeds: int = 1) -> str:
     done = len({id(job) for job in row.jobs})
-    return f"{done}/{row.expected}" if not mean_of_rows else f"{done} jobs"
+    return f"{done}/{row.expected * max(seeds, 1)}" if not mean_of_rows else f"{done} jobs"
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def _fmt(metric: str, value: float | None, spread: float | None = None) -> str:
     if value is None:
         return MISSING
-    return f"{value:.3f}" if metric in SECONDS_METRICS else f"{value:.1f}"
+    digits = 3 if metric in SECONDS_METRICS else 1
+    return f"{value:.{digits}f}" if spread is None else f"{value:.{digits}f} ± {spread:.{digits}f}"
 
 
 def _fmt_diff(metric: str, ours: float | None, paper: float | None) -> str:
@@ -202,18 +249,28 @@ def render_markdown(name: str, spec: dict[str, Any], rows: list[Row], smoke: boo
     if smoke:
         lines += [SMOKE_BANNER]
     lines += [f"Sweep: `{sweep_dir}`. Ours vs the paper's PRN; Δ = ours − paper. Metrics in %, T in s/image.", ""]
+    seeds = sweep_seeds(rows)
+    lines += [_seeds_sentence(seeds), ""]
     if spec.get("note"):
         lines += [f"Note: {spec['note']}", ""]
     header = ["row", "jobs"] + [f"{METRIC_SHORT[m]} {part}" for m in metrics for part in ("ours", "paper", "Δ")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row.label, _count(row, row.id == "mean" or row.id.startswith("extra:"))]
+        cells = [row.label, _count(row, row.id == "mean" or row.id.startswith("extra:"), len(seeds))]
         for index, metric in enumerate(metrics):
             ours, paper = cell_values(row, metric, index)
-            cells += [_fmt(metric, ours), _fmt(metric, paper), _fmt_diff(metric, ours, paper)]
+            cells += [_fmt(metric, ours, row.spread.get(metric)), _fmt(metric, paper), _fmt_diff(metric, ours, paper)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _other_methods(spec, rows)
+    lines += _per_defect_markdown(per_defect_rows(rows, spec["metrics"]), spec["metrics"])
     return "\n".join(lines) + "\n"
+
+
+def _seeds_sentence(seeds: list[Any]) -> str:
+    if len(seeds) <= 1:
+        return f"Seeds: {seeds[0] if seeds else '–'} (one seed per cell: no spread measured)."
+    return (f"Seeds: {', '.join(map(str, seeds))}. Each cell is the mean ± sample standard deviation over the "
+            f"{len(seeds)} seeds of the row's per-seed value (the mean over its jobs of that seed).")
 
 
 def _other_methods(spec: dict[str, Any], rows: list[Row]) -> list[str]:
@@ -231,18 +288,77 @@ def _other_methods(spec: dict[str, Any], rows: list[Row]) -> list[str]:
 
 
 def write_csv(path: Path, spec: dict[str, Any], rows: list[Row], smoke: bool) -> None:
-    """Wide CSV: one line per row, ours / paper / diff per metric (empty when missing)."""
+    """Wide CSV: one line per row, ours (mean over seeds) / std over seeds / paper / diff per metric (empty when missing)."""
     metrics = spec["metrics"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "label", "jobs", "expected", "smoke"] + [f"{m}_{part}" for m in metrics for part in ("ours", "paper", "diff")])
+        writer.writerow(["row", "label", "jobs", "expected", "seeds", "smoke"]
+                        + [f"{m}_{part}" for m in metrics for part in ("ours", "std", "paper", "diff")])
         for row in rows:
-            line: list[Any] = [row.id, row.label, len(row.jobs), row.expected, smoke]
+            line: list[Any] = [row.id, row.label, len(row.jobs), row.expected, len(row.per_seed), smoke]
             for index, metric in enumerate(metrics):
                 ours, paper = cell_values(row, metric, index)
                 diff = ours - paper if ours is not None and paper is not None else None
-                line += ["" if v is None else round(v, 4) for v in (ours, paper, diff)]
+                line += ["" if v is None else round(v, 4) for v in (ours, row.spread.get(metric), paper, diff)]
             writer.writerow(line)
+
+
+# --------------------------------------------------------------------------- per defect type
+
+
+@dataclass
+class DefectRow:
+    """One defect type of one category in one table row, over the seeds that measured it."""
+
+    row_label: str
+    category: str
+    defect_type: str
+    per_seed: dict[Any, dict[str, float]]
+    ours: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+
+
+def per_defect_rows(rows: list[Row], metrics: list[str]) -> list[DefectRow]:
+    """Every (table row, category, defect type) our jobs measured, mean ± std over seeds; the mean row is left out."""
+    wanted = [metric for metric in metrics if metric not in SECONDS_METRICS]
+    found: dict[tuple[str, str, str], dict[Any, list[dict[str, float]]]] = {}
+    for row in rows:
+        if row.id == "mean":
+            continue
+        for job in row.jobs:
+            for defect_type, values in job.per_defect.items():
+                found.setdefault((row.label, job.category, defect_type), {}).setdefault(job.seed, []).append(values)
+    out = []
+    for (label, category, defect_type), by_seed in found.items():
+        per_seed = {seed: _mean_values(value_sets, wanted) for seed, value_sets in sorted(by_seed.items(), key=lambda item: str(item[0]))}
+        defect_row = DefectRow(label, category, defect_type, per_seed)
+        defect_row.ours, defect_row.spread = over_seeds(per_seed)
+        out.append(defect_row)
+    return out
+
+
+def _per_defect_markdown(defect_rows: list[DefectRow], metrics: list[str]) -> list[str]:
+    wanted = [metric for metric in metrics if metric not in SECONDS_METRICS]
+    if not defect_rows or not wanted:
+        return []
+    lines = ["", "Per defect type (ours only; the paper reports none): each defect type's images against all good test images, "
+             "mean ± std over seeds where there are several.", ""]
+    lines += ["| row | category | defect type | seeds | " + " | ".join(METRIC_SHORT[m] for m in wanted) + " |", "|" + "---|" * (4 + len(wanted))]
+    for item in defect_rows:
+        cells = [_fmt(metric, item.ours.get(metric), item.spread.get(metric)) for metric in wanted]
+        lines.append(f"| {item.row_label} | {item.category} | {item.defect_type} | {len(item.per_seed)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_per_defect_csv(path: Path, spec: dict[str, Any], rows: list[Row]) -> None:
+    """One line per (table row, category, defect type): mean and std over seeds per metric."""
+    wanted = [metric for metric in spec["metrics"] if metric not in SECONDS_METRICS]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "category", "defect_type", "seeds"] + [f"{m}_{part}" for m in wanted for part in ("ours", "std")])
+        for item in per_defect_rows(rows, spec["metrics"]):
+            values = [item.ours.get(metric) if part == "ours" else item.spread.get(metric) for metric in wanted for part in ("ours", "std")]
+            writer.writerow([item.row_label, item.category, item.defect_type, len(item.per_seed)] + ["" if v is None else round(v, 4) for v in values])
 
 
 def is_smoke(jobs: list[Job]) -> bool:
@@ -251,7 +367,7 @@ def is_smoke(jobs: list[Job]) -> bool:
 
 
 def aggregate(table: str, sweep_dir: Path, out_dir: Path | None = None, paper_tables: Path = PAPER_TABLES, smoke: bool | None = None) -> tuple[Path, Path]:
-    """Write ``<table>.md`` and ``<table>.csv`` for a sweep; returns their paths."""
+    """Write ``<table>.md``, ``<table>.csv`` and ``<table>_per_defect.csv`` for a sweep; returns the first two."""
     tables = load_paper_tables(paper_tables)
     if table not in tables:
         raise KeyError(f"--table {table!r} is not in {paper_tables}; choose one of {', '.join(tables)}")
@@ -264,6 +380,7 @@ def aggregate(table: str, sweep_dir: Path, out_dir: Path | None = None, paper_ta
     markdown, table_csv = out_dir / f"{table}.md", out_dir / f"{table}.csv"
     markdown.write_text(render_markdown(table, spec, rows, smoke, Path(sweep_dir)))
     write_csv(table_csv, spec, rows, smoke)
+    write_per_defect_csv(out_dir / f"{table}_per_defect.csv", spec, rows)
     return markdown, table_csv
 
 

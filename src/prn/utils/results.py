@@ -72,12 +72,26 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_defect_table(result: dict[str, Any]) -> str:
+    """``| defect type | images | metrics… |`` in percent: each type's images against all good test images."""
+    per_defect = result.get("per_defect") or {}
+    if not per_defect:
+        return ""
+    keys = [k for k in METRIC_LABELS if any(k in row["metrics"] for row in per_defect.values())]
+    lines = ["| defect type | images | " + " | ".join(METRIC_LABELS[k] for k in keys) + " |", "|" + "---|" * (2 + len(keys))]
+    for name, row in per_defect.items():
+        cells = [f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys]
+        lines.append(f"| {name} | {row['images']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 @rank_zero_only
 def write_results(run_dir: Path, result: dict[str, Any]) -> None:
     """``results.json`` (everything) and ``results.md`` (the table), written atomically, by rank 0 only."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(run_dir / "results.json", result, default=str)
-    write_text_atomically(run_dir / "results.md", markdown_table([result]))
+    per_defect = per_defect_table(result)
+    write_text_atomically(run_dir / "results.md", markdown_table([result]) + (f"\n{per_defect}" if per_defect else ""))
 
 
 @rank_zero_only
@@ -91,6 +105,15 @@ def print_results(result: dict[str, Any]) -> None:
             table.add_row(label, f"{100 * result['metrics'][key]:.2f}")
     console = Console()
     console.print(table)
+    per_defect = result.get("per_defect") or {}
+    if per_defect:
+        by_type = Table(title="per defect type (against all good images)")
+        keys = [k for k in METRIC_LABELS if any(k in row["metrics"] for row in per_defect.values())]
+        for column in ("defect type", "images", *(METRIC_LABELS[k] for k in keys)):
+            by_type.add_column(column, justify="left" if column == "defect type" else "right")
+        for name, row in per_defect.items():
+            by_type.add_row(name, str(row["images"]), *(f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys))
+        console.print(by_type)
     decided = result.get("at_threshold")
     if decided is not None:
         counts = decided["confusion"]

@@ -25,7 +25,7 @@ def test_otsu_separates_two_modes():
 
 def test_estimator_recovers_discs():
     images, truths = _disc_images()
-    masks = ForegroundEstimator()(images, "disc")
+    masks = ForegroundEstimator(method="colour")(images, "disc")
     assert len(masks) == len(images)
     for mask, truth in zip(masks, truths):
         assert mask.dtype == bool and mask.shape == truth.shape
@@ -37,17 +37,17 @@ def test_estimator_fills_holes_and_drops_specks():
     image = images[0].copy()
     image[30:34, 30:34] = 225  # background-coloured hole inside the object
     image[2:4, 2:4] = 0  # dark speck on the background
-    mask = ForegroundEstimator()([image], "disc")[0]
+    mask = ForegroundEstimator(method="colour")([image], "disc")[0]
     assert mask[31, 31] and not mask[2, 2]
 
 
 def test_second_call_hits_the_cache(tmp_path):
     images, _ = _disc_images()
-    estimator = ForegroundEstimator(cache_dir=str(tmp_path))
+    estimator = ForegroundEstimator(method="colour", cache_dir=str(tmp_path))
     first = estimator(images, "disc")
     assert estimator.last_source == "estimated"
     assert estimator.cache_path(images, "disc").is_file()
-    second = ForegroundEstimator(cache_dir=str(tmp_path))
+    second = ForegroundEstimator(method="colour", cache_dir=str(tmp_path))
     again = second(images, "disc")
     assert second.last_source == "cache"
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
@@ -55,7 +55,7 @@ def test_second_call_hits_the_cache(tmp_path):
 
 def test_cache_key_changes_with_the_images(tmp_path):
     images, _ = _disc_images()
-    estimator = ForegroundEstimator(cache_dir=str(tmp_path))
+    estimator = ForegroundEstimator(method="colour", cache_dir=str(tmp_path))
     changed = [images[0] ^ 1] + images[1:]
     assert estimator.cache_path(images, "disc") != estimator.cache_path(changed, "disc")
     assert estimator.cache_path(images, "disc") != estimator.cache_path(images[:-1], "disc")
@@ -64,7 +64,7 @@ def test_cache_key_changes_with_the_images(tmp_path):
 def test_uniform_images_fall_back_to_whole_image_with_warning(caplog):
     plain = [np.full((32, 32, 3), 128, dtype=np.uint8) for _ in range(2)]
     with caplog.at_level(logging.WARNING):
-        masks = ForegroundEstimator()(plain, "blank")
+        masks = ForegroundEstimator(method="colour")(plain, "blank")
     assert all(mask.all() for mask in masks)
     assert "whole image" in caplog.text
 

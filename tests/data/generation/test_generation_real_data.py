@@ -21,7 +21,7 @@ pytestmark = pytest.mark.shared
 def bottle_pool() -> TrainingPool:
     if not (BOTTLE / "train" / "good").is_dir() or not DTD.is_dir():
         pytest.skip(f"real data not found under {SHARED}")
-    datamodule = MVTecDataModule(BOTTLE.parent, "bottle", image_size=SIZE, num_seen_anomalies=5, foreground=ForegroundEstimator())
+    datamodule = MVTecDataModule(BOTTLE.parent, "bottle", image_size=SIZE, num_seen_anomalies=5, foreground=ForegroundEstimator(method="colour"))
     datamodule.setup("fit")
     pool = datamodule.pool
     return TrainingPool(pool.normals[::10], pool.seen_images, pool.seen_masks, (SIZE, SIZE), "bottle")

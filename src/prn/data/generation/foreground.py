@@ -1,17 +1,24 @@
 """Foreground masks for target areas: MVTec ships none, so we derive them per category.
 
-Estimation method (``ForegroundEstimator``), for object categories photographed on a
-plain backdrop:
+Two estimators (``ForegroundEstimator(method=...)``, ``generation.foreground.method=``):
+
+``features`` (default): where frozen ImageNet features differ from everything seen along
+the image borders (:mod:`prn.data.generation.border_contrast`). It finds a dark part on a
+dark, noisy background, where colour cannot, and returns nothing (hence the whole image)
+for a texture that fills the frame. It needs the encoder's ImageNet weights; with a random
+encoder (``weights=null``) it falls back to ``colour``, with a warning.
+
+``colour``, for object categories photographed on a plain backdrop:
 
 1. Background colour per image = median colour of a thin band along the image border.
 2. Per pixel: Euclidean RGB distance to that colour, lightly blurred to calm noise.
 3. One threshold per *category*: Otsu over the distances of all its images pooled, so
    every image is split by the same contrast level (single images can be unimodal).
-4. Per image: morphological closing then opening (kernel ≈ 2 % of the image side),
-   holes filled, only the largest connected component kept.
+4. Per image (both methods): morphological closing then opening (kernel ≈ 2 % of the
+   image side), holes filled, only the largest connected component kept.
 5. Degenerate result (foreground under ``min_fraction`` or over ``max_fraction`` of the
-   image) → the whole image, with a logged warning: anomalies may then land anywhere,
-   which is the texture behaviour and never blocks training.
+   image; by default 10 % and 98 %) → the whole image, with a logged warning: anomalies
+   may then land anywhere, which is the texture behaviour and never blocks training.
 
 Results are cached per category in ``cache_dir`` as ``foreground_<category>_<count>_<hash>.npz``
 where the hash covers every image's bytes and the estimator's parameters, so a changed
@@ -36,10 +43,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from prn.data.generation.border_contrast import border_contrast
+from prn.models.encoder import ResNet18Encoder
+
 logger = logging.getLogger(__name__)
 
 MASK_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"
+METHODS = ("features", "colour")
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -83,11 +94,15 @@ class ForegroundEstimator:
         self,
         cache_dir: str | None = None,
         mask_dir: str | None = None,
+        method: str = "features",
+        encoder_weights: str | None = "imagenet",
         border_fraction: float = 0.03,
         kernel_fraction: float = 0.02,
-        min_fraction: float = 0.01,
+        min_fraction: float = 0.10,
         max_fraction: float = 0.98,
     ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"generation.foreground.method={method!r} is not one of {list(METHODS)}")
         if not 0.0 < border_fraction < 0.5:
             raise ValueError(f"ForegroundEstimator border_fraction must lie in (0, 0.5), got {border_fraction}")
         if not 0.0 <= min_fraction < max_fraction <= 1.0:
@@ -98,6 +113,8 @@ class ForegroundEstimator:
         self.kernel_fraction = kernel_fraction
         self.min_fraction = min_fraction
         self.max_fraction = max_fraction
+        self.method = method
+        self.encoder_weights = encoder_weights
         self.last_source = ""
 
     def __call__(self, images: list[np.ndarray], category: str) -> list[np.ndarray]:
@@ -122,15 +139,24 @@ class ForegroundEstimator:
         """Where masks for exactly these images and settings are cached (None without ``cache_dir``)."""
         if self.cache_dir is None:
             return None
-        settings = f"{CACHE_VERSION}:{self.border_fraction}:{self.kernel_fraction}:{self.min_fraction}:{self.max_fraction}"
+        settings = (f"{CACHE_VERSION}:{self.method}:{self.encoder_weights}:{self.border_fraction}:{self.kernel_fraction}:"
+                    f"{self.min_fraction}:{self.max_fraction}")
         safe_category = "".join(c if c.isalnum() or c in "-_" else "_" for c in category) or "default"
         return self.cache_dir / f"foreground_{safe_category}_{len(images)}_{_images_digest(images, settings)}.npz"
 
     def estimate(self, images: list[np.ndarray], category: str) -> list[np.ndarray]:
-        """Border-colour distance, category-wide Otsu threshold, morphology (module docstring)."""
-        distances = [self._background_distance(image) for image in images]
-        threshold = otsu_threshold(np.concatenate([d[::4, ::4].ravel() for d in distances]))
-        return [self._clean(distance > threshold, category, index) for index, distance in enumerate(distances)]
+        """One mask per image by the configured method, cleaned and checked (module docstring)."""
+        if self.method == "features" and self.encoder_weights is None:
+            logger.warning("generation.foreground.method=features needs ImageNet encoder weights, but weights=null: "
+                           "estimating the foreground of %r from colour instead.", category)
+        if self.method == "features" and self.encoder_weights is not None:
+            contrast, threshold = border_contrast(images, ResNet18Encoder(self.encoder_weights))
+            height, width = images[0].shape[:2]
+            maps = [cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR) for cells in contrast]
+        else:
+            maps = [self._background_distance(image) for image in images]
+            threshold = otsu_threshold(np.concatenate([d[::4, ::4].ravel() for d in maps]))
+        return [self._clean(values > threshold, category, index) for index, values in enumerate(maps)]
 
     def _background_distance(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:

@@ -1,0 +1,83 @@
+"""``prn-predict backend=onnx|openvino``: score new images with an exported model instead of the checkpoint in PyTorch.
+
+The files, their preprocessing, ``on_error`` and everything written (``scores.csv``, maps,
+overlays, masks) are those of the PyTorch path (:class:`prn.prediction.ImageFileSet`,
+:class:`prn.prediction.PredictionWriter`); only the forward pass runs in
+:class:`prn.deploy.Inferencer`. ``ckpt_path`` may name an exported file of that backend, or a
+checkpoint, which is then exported into the run directory first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from prn.deploy import Inferencer
+from prn.deploy.runtimes import model_format
+from prn.pipeline import instantiate_group
+from prn.prediction import ImageFileSet, PredictionWriter
+from prn.tools.export import FORMAT_SUFFIX, default_output, export_checkpoint
+
+log = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnx", "openvino")
+
+
+def checked_backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"backend={value!r} is not one of {list(BACKENDS)}: torch runs the checkpoint in PyTorch, "
+                         "onnx / openvino an exported model (ckpt_path= a checkpoint to export, or a .onnx / .xml file)")
+    return value
+
+
+def exported_model(source: Path, backend: str, output_dir: Path) -> Path:
+    """``source`` when it is already an export for ``backend``; otherwise ``source`` exported into ``output_dir``."""
+    if source.suffix.lower() in FORMAT_SUFFIX.values():
+        if model_format(source) != backend:
+            raise ValueError(f"ckpt_path={source} is an export for backend={model_format(source)}, not backend={backend}: "
+                             f"pass backend={model_format(source)}, or the checkpoint to export it again")
+        return source
+    out = default_output(output_dir, backend)
+    start = time.perf_counter()
+    export_checkpoint(source, out, format=backend)
+    log.info("Exported %s as %s in %.1f s: %s (pass it as ckpt_path= next time)", source, backend, time.perf_counter() - start, out)
+    return out
+
+
+def prediction_writer(cfg: DictConfig) -> PredictionWriter:
+    """The configured writer (``conf/callbacks/predict.yaml``), used here without a Lightning trainer."""
+    writer = next((c for c in instantiate_group(cfg.get("callbacks")) if isinstance(c, PredictionWriter)), None)
+    if writer is None:
+        raise ValueError("callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)")
+    return writer
+
+
+def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root: Path) -> dict[str, Any]:
+    """Score ``files`` with the ``cfg.backend`` export of ``source``, batch by batch, through the configured writer."""
+    backend = checked_backend(cfg.backend)
+    writer = prediction_writer(cfg)
+    inferencer = Inferencer(exported_model(source, backend, Path(cfg.paths.output_dir)), batch_size=cfg.batch_size)
+    loader = DataLoader(ImageFileSet(files, root, inferencer.image_size, cfg.on_error), batch_size=cfg.batch_size,
+                        num_workers=cfg.num_workers, shuffle=False)
+    start = time.perf_counter()
+    writer.start(inferencer.calibration)
+    try:
+        for index, batch in enumerate(loader):
+            maps, scores = inferencer.run(batch["image"].numpy())
+            outputs = {"anomaly_map": torch.from_numpy(maps), "score": torch.from_numpy(scores)}
+            writer.write_on_batch_end(None, None, outputs, None, batch, index, 0)
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - start
+    if writer.skipped:
+        log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
+    log.info("Scored %d images with %s in %.1f s (%.3f s/image incl. decoding and writing): %s",
+             writer.count, inferencer.path, seconds, seconds / max(writer.count, 1), writer.csv_path)
+    return {"images": writer.count, "skipped": writer.skipped, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2),
+            "image_threshold": writer.image_threshold, "checkpoint": str(source), "backend": backend, "model": str(inferencer.path)}

@@ -1,0 +1,43 @@
+"""What this machine's CPU can do in bfloat16, for ``trainer.precision=bf16-mixed`` on a CPU.
+
+oneDNN runs bf16 convolutions and matmuls natively only on CPUs with AVX512-BF16 or AMX
+(doubling the arithmetic peak of AVX-512 float32); elsewhere it converts to float32 and
+back, so bf16 autocast brings no speed there, only rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _cpu_flag(probe_name: str) -> bool:
+    """``torch.cpu._is_<flag>_supported()``; False where this torch build lacks the probe."""
+    probe = getattr(torch.cpu, probe_name, None)
+    return bool(probe()) if callable(probe) else False
+
+
+def cpu_bf16_support() -> dict[str, Any]:
+    """The vector capability torch dispatches to and the CPU's bf16 instructions."""
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16": _cpu_flag("_is_avx512_bf16_supported"),
+        "amx": _cpu_flag("_is_amx_tile_supported"),
+    }
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 convolutions and matmuls run on bf16 instructions (AVX512-BF16 or AMX)."""
+    support = cpu_bf16_support()
+    return support["avx512_bf16"] or support["amx"]
+
+
+def warn_if_bf16_is_emulated(precision: str | int, device: torch.device) -> None:
+    """Log a warning when a CPU run asks for bf16 that this CPU can only emulate."""
+    if device.type == "cpu" and str(precision).startswith("bf16") and not cpu_has_native_bf16():
+        log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX (%s): bf16 is emulated here and "
+                    "will not be faster; use trainer.precision=32-true", precision, cpu_bf16_support())

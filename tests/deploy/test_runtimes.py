@@ -1,0 +1,58 @@
+"""Every exported format gives the checkpoint's maps and scores, at any batch size; errors name the fix."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_model import FORMATS, PARITY_TOLERANCE, TINY_SIZE, save_checkpoint, tiny_module
+
+from prn.deploy import Inferencer
+from prn.deploy.runtimes import model_format, open_runtime
+from prn.tools.export import export_checkpoint
+
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
+    inferencer = Inferencer(tiny_exports.models[fmt])
+    assert inferencer.format == fmt and inferencer.image_size == TINY_SIZE
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 5):
+        images = torch.rand(batch, 3, *TINY_SIZE, generator=generator)
+        with torch.no_grad():
+            expected_maps, expected_scores = (t.numpy() for t in tiny_exports.module.predict_maps_and_scores(images))
+        maps, scores = inferencer.run(images.numpy())
+        assert maps.shape == (batch, 1, *TINY_SIZE) and scores.shape == (batch,)
+        assert expected_maps.std() > 0.1  # maps spread over (0, 1): the comparison below can fail
+        np.testing.assert_allclose(maps, expected_maps, rtol=0, atol=PARITY_TOLERANCE)
+        np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=PARITY_TOLERANCE)
+
+
+def test_patch_matching_exports_with_the_same_parity(tmp_path):
+    module = tiny_module((128, 128), prototype_match="patch")
+    export_checkpoint(save_checkpoint(module, tmp_path / "last.ckpt"), tmp_path / "prn.onnx", format="onnx", max_batch=4)
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected_maps, expected_scores = (t.numpy() for t in module.predict_maps_and_scores(images))
+    maps, scores = Inferencer(tmp_path / "prn.onnx").run(images.numpy())
+    assert expected_maps.std() > 0.1
+    np.testing.assert_allclose(maps, expected_maps, rtol=0, atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=PARITY_TOLERANCE)
+
+
+def test_run_rejects_images_of_another_size_and_points_to_predict(tiny_exports):
+    inferencer = Inferencer(tiny_exports.models["onnx"])
+    with pytest.raises(ValueError, match=r"takes images \[batch, 3, 128, 256\].*use predict\(\)"):
+        inferencer.run(np.zeros((1, 3, 256, 128), np.float32))
+
+
+def test_unknown_suffix_missing_file_and_missing_runtime_say_what_to_do(tiny_exports, monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown model format '\.bin'.*\*\.onnx"):
+        model_format(Path("model.bin"))
+    with pytest.raises(FileNotFoundError, match="prn-export"):
+        open_runtime(tmp_path / "absent.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on a PC without it: the import fails
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'prn-deploy\[onnx\]'"):
+        Inferencer(tiny_exports.models["onnx"])

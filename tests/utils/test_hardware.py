@@ -1,0 +1,31 @@
+"""The CPU's bf16 support, and the warning when a CPU run asks for bf16 it can only emulate."""
+
+import logging
+
+import torch
+
+from prn.utils import hardware
+
+
+def test_support_names_the_capability_and_the_bf16_instructions():
+    support = hardware.cpu_bf16_support()
+    assert support["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(support["avx512_bf16"], bool) and isinstance(support["amx"], bool)
+    assert hardware.cpu_has_native_bf16() == (support["avx512_bf16"] or support["amx"])
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_and_names_the_fix(monkeypatch, caplog):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=hardware.__name__):
+        hardware.warn_if_bf16_is_emulated("32-true", torch.device("cpu"))
+        hardware.warn_if_bf16_is_emulated("bf16-mixed", torch.device("cuda"))
+        assert not caplog.records
+        hardware.warn_if_bf16_is_emulated("bf16-mixed", torch.device("cpu"))
+    assert len(caplog.records) == 1 and "trainer.precision=32-true" in caplog.text
+
+
+def test_bf16_on_a_cpu_with_bf16_instructions_is_silent(monkeypatch, caplog):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger=hardware.__name__):
+        hardware.warn_if_bf16_is_emulated("bf16-mixed", torch.device("cpu"))
+    assert not caplog.records
