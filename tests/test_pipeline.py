@@ -153,7 +153,7 @@ def test_one_override_swaps_the_optimiser_and_adds_a_scheduler(compose_cfg, tiny
 
 def test_callbacks_come_from_config_and_one_override_switches_one_off(compose_cfg, tiny):
     default = instantiate_group(compose_cfg("train", [*tiny, "paths.output_dir=/tmp/prn-compose"]).callbacks)
-    assert {type(c).__name__ for c in default} == {"PrototypeCallback", "ModelCheckpoint", "TrainingTimer", "RichProgressBar", "WandbReportCallback"}
+    assert {type(c).__name__ for c in default} == {"PrototypeCallback", "ModelCheckpoint", "TrainingTimer", "RichProgressBar", "WandbReportCallback", "RunReport"}
     for override in ("~callbacks.timer", "callbacks.timer=null"):
         fewer = instantiate_group(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
         assert "TrainingTimer" not in {type(c).__name__ for c in fewer} and len(fewer) == len(default) - 1

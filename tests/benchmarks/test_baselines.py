@@ -65,7 +65,7 @@ def test_metrics_in_unit_interval_and_split_is_prns(run, widget, compose_cfg):
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")
     expected = datamodule.split_summary()
     assert result["split"]["counts"] == expected["counts"] == {
-        "train_normal": 12, "seen_anomalies": 2, "test": 8, "test_good": 3, "test_anomalous": 5}
+        "train_normal": 12, "val_normal": 0, "seen_anomalies": 2, "test": 8, "test_good": 3, "test_anomalous": 5}
     assert result["split_files"]["test"] == expected["test"]
     assert result["split_files"]["seen_anomalies"] == expected["seen_anomalies"]
     assert result["test_images"] == 8 and result["train_images"] == 12

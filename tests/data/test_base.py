@@ -39,7 +39,7 @@ def test_split_json_records_counts_and_files(mvtec_root, tmp_path):
     module.setup("fit")
     written = json.loads((tmp_path / "run" / "split.json").read_text())
     assert written == module.split_summary()
-    assert written["counts"] == {"train_normal": 12, "seen_anomalies": 3, "test": 7, "test_good": 3, "test_anomalous": 4}
+    assert written["counts"] == {"train_normal": 12, "val_normal": 0, "seen_anomalies": 3, "test": 7, "test_good": 3, "test_anomalous": 4}
     assert written["seed"] == 0 and written["num_seen_anomalies"] == 3 and written["category"] == "widget"
     assert written["train_normal"][0] == "widget/train/good/000.png"
     assert not set(written["seen_anomalies"]) & set(written["test"])

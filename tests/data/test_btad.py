@@ -29,7 +29,7 @@ def test_seen_anomalies_come_from_test_ko_and_leave_the_test_set(tmp_path):
     assert not seen & {r.image_path for r in module.split.test}
     assert module.pool.seen_masks[0][16:32, 16:32].all() and not module.pool.seen_masks[0][:16].any()
     written = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert written["counts"] == {"train_normal": 8, "seen_anomalies": 2, "test": 5, "test_good": 3, "test_anomalous": 2}
+    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 2, "test": 5, "test_good": 3, "test_anomalous": 2}
     assert written["seen_source"] == {"split": "test", "candidates": 4, "drawn": 2, "not_drawn": 2, "not_drawn_go_to": "test"}
 
 

@@ -25,7 +25,7 @@ def test_seen_from_train_anomalous_and_recorded(tmp_path):
     module.setup("fit")
     assert all(r.image_path.parent.parent.name == "train" for r in module.split.seen)
     written = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert written["counts"] == {"train_normal": 8, "seen_anomalies": 2, "test": 6, "test_good": 3, "test_anomalous": 3}
+    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 2, "test": 6, "test_good": 3, "test_anomalous": 3}
     assert written["seen_source"]["split"] == "train" and written["seen_source"]["not_drawn_go_to"] == "unused"
     assert written["pixel_labels"] is True
 

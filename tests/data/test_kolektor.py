@@ -34,7 +34,7 @@ def test_seen_from_defective_training_images_test_whole(tmp_path):
     assert all(mask.any() for mask in module.pool.seen_masks) and len(module.pool.normals) == 8
     written = json.loads((tmp_path / "run" / "split.json").read_text())
     assert written["category"] == "ksdd2"
-    assert written["counts"] == {"train_normal": 8, "seen_anomalies": 3, "test": 6, "test_good": 3, "test_anomalous": 3}
+    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 3, "test": 6, "test_good": 3, "test_anomalous": 3}
     assert written["seen_source"] == {"split": "train", "candidates": 4, "drawn": 3, "not_drawn": 1, "not_drawn_go_to": "unused"}
 
 
