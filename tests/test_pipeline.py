@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,16 @@ from PIL import Image
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import build_module, evaluate, instantiate_group, module_from_checkpoint, predict, train
-
+from prn.pipeline import (
+    build_module,
+    evaluate,
+    instantiate_group,
+    module_from_checkpoint,
+    predict,
+    print_lightning_messages_once,
+    train,
+)
+from prn.utils.hardware import training_precision
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +39,7 @@ def test_train_writes_results_checkpoint_split_and_config(trained):
     assert set(saved["metrics"]) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
     assert all(0.0 <= v <= 1.0 for v in saved["metrics"].values())
     assert saved["steps"] == 4 and saved["seed"] == 0 and saved["git_commit"]
+    assert saved["precision"] == training_precision("auto", cfg.trainer.accelerator)  # what `auto` chose here
     assert "random" in saved["encoder_weights"] and any("random" in n for n in saved["notes"])
     assert "| synthetic | tiles |" in (run_dir / "results.md").read_text()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -157,3 +167,15 @@ def test_callbacks_come_from_config_and_one_override_switches_one_off(compose_cf
     for override in ("~callbacks.timer", "callbacks.timer=null"):
         fewer = instantiate_group(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
         assert "TrainingTimer" not in {type(c).__name__ for c in fewer} and len(fewer) == len(default) - 1
+
+
+def test_lightning_messages_go_to_the_root_handlers_once_they_exist(monkeypatch):
+    lightning_logger = logging.getLogger("lightning")
+    own_console = logging.StreamHandler()
+    monkeypatch.setattr(lightning_logger, "handlers", [own_console])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    print_lightning_messages_once()
+    assert lightning_logger.handlers == [own_console], "without root handlers (a notebook) Lightning keeps its console"
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.NullHandler()])
+    print_lightning_messages_once()
+    assert lightning_logger.handlers == []

@@ -25,6 +25,7 @@ from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.reporting.report import write_run_report
 from prn.utils.config_tree import print_and_save_config
+from prn.utils.hardware import training_precision
 from prn.utils.results import print_results, provenance, write_results
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
+        "precision": trainer.precision,
         "seconds_per_step": None if timer is None else round(timer.seconds_per_step(trainer.global_step), 3),
         "prototype_seconds": None if prototypes is None else round(prototypes.seconds, 1),
         "checkpoint": str(checkpoint),
@@ -148,7 +150,19 @@ def instantiate_group(config: DictConfig | None) -> list[Any]:
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     """The configured Lightning trainer with these callbacks and the configured loggers (none: no logger)."""
     loggers = instantiate_group(cfg.get("logger"))
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    print_lightning_messages_once()
+    precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision)
+
+
+def print_lightning_messages_once() -> None:
+    """Leave Lightning's messages to the root handlers where they exist (Hydra's console and log file).
+
+    ``import lightning`` adds its own console handler to the ``lightning`` logger, so under Hydra
+    every Lightning line was printed twice; without root handlers (a notebook) it stays.
+    """
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
 
 
 def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:

@@ -29,3 +29,26 @@ def test_bf16_on_a_cpu_with_bf16_instructions_is_silent(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger=hardware.__name__):
         hardware.warn_if_bf16_is_emulated("bf16-mixed", torch.device("cpu"))
     assert not caplog.records
+
+
+def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch):
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.training_precision("auto", "cpu") == "bf16-mixed"
+    assert hardware.training_precision("auto", "auto") == "bf16-mixed"
+    assert hardware.training_precision("auto", "gpu") == "32-true"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    assert hardware.training_precision("auto", "cpu") == "32-true"
+
+
+def test_auto_precision_on_a_machine_with_a_gpu_is_float32(monkeypatch):
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.training_precision("auto", "auto") == "32-true"
+    assert hardware.training_precision("auto", "cpu") == "bf16-mixed"
+
+
+def test_an_explicit_precision_is_kept(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.training_precision("32-true", "cpu") == "32-true"
+    assert hardware.training_precision("bf16-mixed", "gpu") == "bf16-mixed"
