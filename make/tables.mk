@@ -3,6 +3,7 @@
 #   make reproduce-table4 SCALE=smoke          # minutes on a CPU, synthetic data, numbers mean nothing
 #   make reproduce-table1 ROOT=/data/mvtec DTD=/data/dtd/images TRAINER=gpu ARGS="logger=wandb"
 #   make reproduce-table1 SEEDS=0,1,2          # every cell three times: mean ± std over seeds
+#   make reproduce-table1 SCALE=cpu ARGS="category=bottle,transistor"   # real data, schedule=cpu (300 steps of batch 8)
 #   make aggregate-table2 SWEEP_DIR=logs/reproduce/paper/table1   # re-aggregate existing jobs
 # The sweep goes to logs/reproduce/$(SCALE)/tableN; a failed job does not stop the
 # aggregation (partial sweeps show "missing"), but make still exits with its status.
@@ -21,7 +22,7 @@ SMOKE_OVERRIDES := dataset=synthetic debug=tiny \
 SMOKE_CELLS := category=tiles,discs
 SMOKE_CELLS_8 := experiment/table8_cells@_global_=synthetic_tiles,synthetic_discs
 
-scale_overrides = $(if $(filter smoke,$(SCALE)),$(SMOKE_OVERRIDES) $(if $(filter 8,$(1)),$(SMOKE_CELLS_8),$(SMOKE_CELLS)),$(if $(filter paper,$(SCALE)),,$(error SCALE=$(SCALE): use SCALE=paper or SCALE=smoke)))
+scale_overrides = $(if $(filter smoke,$(SCALE)),$(SMOKE_OVERRIDES) $(if $(filter 8,$(1)),$(SMOKE_CELLS_8),$(SMOKE_CELLS)),$(if $(filter cpu,$(SCALE)),schedule=cpu,$(if $(filter paper,$(SCALE)),,$(error SCALE=$(SCALE): use SCALE=paper, SCALE=cpu or SCALE=smoke))))
 path_overrides = $(if $(ROOT),root=$(ROOT)) $(if $(DTD),generation.dtd_dir=$(DTD))
 # SEEDS=0,1,2 adds the seed to the sweep (one job per cell and seed); empty: the configs' seed (0)
 seed_overrides = $(if $(SEEDS),seed=$(SEEDS))

@@ -137,3 +137,12 @@ def test_one_seed_shows_no_spread_and_says_so(tmp_path):
     text = aggregate("table1", tmp_path)[0].read_text()
     assert "Seeds: 0 (one seed per cell: no spread measured)." in text and not re.search(r"\d ± \d", text)
     assert "| bottle | bottle | crack | 1 | 50.0 | missing |" in text
+
+
+def test_a_shorter_schedule_than_the_papers_is_said_above_the_table(tmp_path):
+    paper = {"epochs": 700, "max_steps": -1, "batch_size": 64}
+    _write_job(tmp_path / "paper", "0_bottle", _mvtec("bottle", **paper), METRICS)
+    assert "Schedule:" not in aggregate("table1", tmp_path / "paper")[0].read_text()
+    _write_job(tmp_path / "cpu", "0_bottle", _mvtec("bottle", epochs=1000, max_steps=300, batch_size=8), METRICS)
+    text = aggregate("table1", tmp_path / "cpu")[0].read_text()
+    assert "Schedule: epochs=1000, max_steps=300, batch_size=8, not the paper's 700 epochs of batch 64" in text

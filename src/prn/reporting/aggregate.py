@@ -251,6 +251,9 @@ def render_markdown(name: str, spec: dict[str, Any], rows: list[Row], smoke: boo
     lines += [f"Sweep: `{sweep_dir}`. Ours vs the paper's PRN; Δ = ours − paper. Metrics in %, T in s/image.", ""]
     seeds = sweep_seeds(rows)
     lines += [_seeds_sentence(seeds), ""]
+    schedule = _schedule_sentence([job for row in rows for job in row.jobs])
+    if schedule and not smoke:
+        lines += [schedule, ""]
     if spec.get("note"):
         lines += [f"Note: {spec['note']}", ""]
     header = ["row", "jobs"] + [f"{METRIC_SHORT[m]} {part}" for m in metrics for part in ("ours", "paper", "Δ")]
@@ -264,6 +267,21 @@ def render_markdown(name: str, spec: dict[str, Any], rows: list[Row], smoke: boo
     lines += _other_methods(spec, rows)
     lines += _per_defect_markdown(per_defect_rows(rows, spec["metrics"]), spec["metrics"])
     return "\n".join(lines) + "\n"
+
+
+PAPER_SCHEDULE = {"epochs": 700, "max_steps": -1, "batch_size": 64}
+
+
+def _schedule_sentence(jobs: list[Job]) -> str | None:
+    """A warning when jobs trained on another schedule than the paper's: the Δ columns then compare unequal training."""
+    schedules = sorted({tuple(config_value(job.config, key) for key in PAPER_SCHEDULE) for job in jobs}, key=str)
+    recorded = [dict(zip(PAPER_SCHEDULE, values)) for values in schedules if None not in values]
+    other = [schedule for schedule in recorded if schedule != PAPER_SCHEDULE]
+    if not other:
+        return None
+    described = "; ".join(", ".join(f"{key}={value}" for key, value in schedule.items()) for schedule in other)
+    return (f"**Schedule: {described}, not the paper's 700 epochs of batch 64.** "
+            "Δ compares unequal training.")
 
 
 def _seeds_sentence(seeds: list[Any]) -> str:
