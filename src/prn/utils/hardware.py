@@ -39,10 +39,10 @@ def cpu_has_native_bf16() -> bool:
 def training_precision(precision: str | int, accelerator: str) -> str | int:
     """``precision`` for Lightning, with ``auto`` resolved to what measured fastest at equal metrics.
 
-    ``auto``: bf16-mixed when training runs on a CPU with native bf16 (bottle, schedule=cpu: 2.3×
-    faster steps, metrics within the float32 seed spread), 32-true elsewhere (on an H200 bf16 was
-    1.04–1.33× slower at batch 8–64; on CPUs without bf16 instructions it is emulated). Test and
-    predict run in float32 either way (``PRNModule.predict_maps_and_scores``).
+    ``auto``: bf16-mixed when training runs on a CPU with native bf16 (bottle, schedule=cpu: steps
+    1.7–2.5× faster, metrics within the float32 seed spread; README "Speed"), 32-true elsewhere (on
+    an H200 bf16 was 1.04–1.33× slower at batch 8–64; without bf16 instructions it is emulated).
+    Test and predict run in float32 either way (``PRNModule.predict_maps_and_scores``).
     """
     if precision != "auto":
         return precision
