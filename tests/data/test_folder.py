@@ -101,3 +101,25 @@ def test_empty_training_folder(tmp_path):
 def test_too_few_training_anomalies(tmp_path):
     with pytest.raises(DatasetError, match=r"num_seen_anomalies=10 but only 3"):
         FolderDataModule(write_folder(tmp_path), "widget").setup("fit")
+
+
+def test_sub_folders_of_anomalous_are_defect_types_with_mirrored_masks(tmp_path):
+    root = write_folder(tmp_path)
+    test_dir = root / "widget" / "test"
+    for defect_type, stem in (("scratch", "scratch_00"), ("dent", "scratch_01")):
+        for folder in ("anomalous", "anomalous_masks"):
+            (test_dir / folder / defect_type).mkdir()
+            (test_dir / folder / f"{stem}.png").rename(test_dir / folder / defect_type / f"{stem}.png")
+    split = scan_folder(root, "widget")
+    typed = {r.image_path.name: (r.defect_type, r.mask_path.parent.name) for r in split.test if r.label == 1}
+    assert typed == {"scratch_02.png": ("anomalous", "anomalous_masks"), "scratch_00.png": ("scratch", "scratch"),
+                     "scratch_01.png": ("dent", "dent")}
+
+
+def test_a_typed_test_image_without_its_mirrored_mask_is_named(tmp_path):
+    root = write_folder(tmp_path)
+    test_dir = root / "widget" / "test"
+    (test_dir / "anomalous" / "scratch").mkdir()
+    (test_dir / "anomalous" / "scratch_00.png").rename(test_dir / "anomalous" / "scratch" / "scratch_00.png")
+    with pytest.raises(DatasetError, match=r"scratch_00.png has no mask: expected .*anomalous_masks/scratch/scratch_00.png.*all or nothing"):
+        scan_folder(root, "widget")

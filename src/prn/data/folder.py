@@ -7,11 +7,15 @@
     <root>/<category>/train/anomalous_masks/<stem>.png   one mask per train/anomalous image
     <root>/<category>/test/good/*                   normal test images
     <root>/<category>/test/anomalous/*              anomalous test images
+    <root>/<category>/test/anomalous/<type>/*       ... or sorted by defect type (one sub-folder each)
     <root>/<category>/test/anomalous_masks/<stem>.png    optional: all test masks, or none
+    <root>/<category>/test/anomalous_masks/<type>/<stem>.png  (masks of typed images mirror their folder)
 
 Images may be ``.png``, ``.jpg``, ``.jpeg`` or ``.bmp``; a mask is ``<stem>.<ext>`` or
 ``<stem>_mask.<ext>`` with any of those extensions, non-zero = anomalous, at the image's
-native size. Without ``test/anomalous_masks`` only image-level metrics are computed (the
+native size. Images in a sub-folder of ``anomalous/`` get its name as their defect type (per-type
+metrics and recall at the threshold); images directly in it are of type ``anomalous``. The same
+holds in ``train/anomalous``. Without ``test/anomalous_masks`` only image-level metrics are computed (the
 test loader yields no ``mask``). The seen anomalies are ``num_seen_anomalies`` images drawn
 with the seed from ``train/anomalous`` (``seen_from="train"``); with ``seen_from="test"``
 they are drawn from ``test/anomalous`` instead (which then needs its masks).
@@ -34,6 +38,7 @@ from prn.data.records import (
     has_train_or_test,
     list_image_files,
     require_dir,
+    subdirs,
 )
 
 GOOD, ANOMALOUS, MASKS = "good", "anomalous", "anomalous_masks"
@@ -66,11 +71,16 @@ def _normal_records(folder: Path) -> list[Record]:
 
 
 def _anomalous_records(split_dir: Path, masks_required: bool) -> list[Record]:
-    """Anomalies of one split; with ``masks_required`` each needs a mask in ``anomalous_masks/``."""
-    images = _images_in(split_dir / ANOMALOUS)
-    if not masks_required:
-        return [Record(path, 1, None, ANOMALOUS) for path in images]
-    return [Record(path, 1, _mask_of(path, split_dir / MASKS), ANOMALOUS) for path in images]
+    """Anomalies of one split, typed by sub-folder; with ``masks_required`` each needs a mask in
+    ``anomalous_masks/`` (in the sub-folder of the same name for typed images)."""
+    folders = [(ANOMALOUS, split_dir / ANOMALOUS, split_dir / MASKS)]
+    if (split_dir / ANOMALOUS).is_dir():
+        folders += [(folder.name, folder, split_dir / MASKS / folder.name) for folder in subdirs(split_dir / ANOMALOUS)]
+    return [
+        Record(path, 1, _mask_of(path, mask_dir) if masks_required else None, defect_type)
+        for defect_type, folder, mask_dir in folders
+        for path in _images_in(folder)
+    ]
 
 
 def _mask_of(image_path: Path, mask_dir: Path) -> Path:
@@ -85,9 +95,10 @@ def _mask_of(image_path: Path, mask_dir: Path) -> Path:
 
 
 def _all_or_nothing(mask_dir: Path) -> str:
-    if mask_dir.parent.name != "test":
+    masks_root = mask_dir if mask_dir.name == MASKS else mask_dir.parent  # typed masks sit one level down
+    if masks_root.parent.name != "test":
         return ""
-    return f" Test masks are all or nothing: without {mask_dir} only image-level metrics are computed."
+    return f" Test masks are all or nothing: without {masks_root} only image-level metrics are computed."
 
 
 class FolderDataModule(AnomalyDataModule):
