@@ -55,7 +55,7 @@ def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image
     module = PRNModule(PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match), top_k=10,
                        data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0})
     scales = [(64, 4), (128, 8), (256, 16)]
-    if prototype_match == "image":  # three whole maps per scale
+    if prototype_match in ("image", "location"):  # three whole maps per scale
         module.net.set_prototypes([torch.rand(3, c, h // s, w // s) for c, s in scales])
     else:  # fifty location vectors per scale
         module.net.set_prototypes([torch.rand(50, c) for c, _ in scales])

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from prn.models.prototypes import (PrototypeBank, build_patch_banks, build_prototypes, greedy_coreset_indices, kmeans_prototypes,
-                                   nearest_prototype_indices, number_of_prototypes, patch_vectors)
+                                   nearest_prototype_indices, nearest_prototype_per_location, number_of_prototypes,
+                                   patch_vectors)
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -149,6 +150,28 @@ def test_patch_match_forgives_a_shift_that_image_match_does_not() -> None:
     defect[..., 4, 4] += 5.0
     residual = patch_bank.residuals([defect])[0].abs().sum(1)[0]
     assert residual[4, 4] > 4.0 and residual.flatten().topk(2).values[1] == 0, "only the defect location stands out"
+
+
+def test_location_match_is_the_nearest_prototype_at_each_location() -> None:
+    generator = torch.Generator().manual_seed(4)
+    features, prototypes = torch.rand(3, 5, 4, 6, generator=generator), torch.rand(7, 5, 4, 6, generator=generator)
+    brute_force = (features[:, None] - prototypes[None]).pow(2).sum(2).argmin(1)  # [B, h, w]
+    assert torch.equal(nearest_prototype_per_location(features, prototypes), brute_force)
+    bank = PrototypeBank(1, "location")
+    bank.set_prototypes([prototypes])
+    chosen = torch.stack([prototypes[brute_force[b], :, torch.arange(4)[:, None], torch.arange(6)] for b in range(3)])  # [B, h, w, c]
+    assert torch.allclose(bank.residuals([features])[0], (features - chosen.permute(0, 3, 1, 2)).abs())
+
+
+def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fits_it() -> None:
+    left_posed, right_posed = torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 4, 8)
+    left_posed[:, 0, :, :4], right_posed[:, 1, :, 4:] = 1.0, 1.0
+    both = left_posed + right_posed  # a pose no single normal image shows
+    image_bank, location_bank = PrototypeBank(1, "image"), PrototypeBank(1, "location")
+    for bank in (image_bank, location_bank):
+        bank.set_prototypes([torch.cat([left_posed, right_posed])])
+    assert location_bank.residuals([both])[0].max() == 0
+    assert image_bank.residuals([both])[0].sum() == 16, "a whole map leaves one half unexplained"
 
 
 def test_bank_shapes_are_checked_for_the_match_mode() -> None:

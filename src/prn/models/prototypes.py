@@ -10,6 +10,9 @@ Beyond the paper, ``match="patch"`` compares each location with its nearest norm
 PatchCore) of every normal location's feature vector, per scale. Whole-map matching
 assumes the part sits at the same place in every image; when it shifts or turns, no
 whole map fits and the residual is large everywhere, while the nearest patch still fits.
+``match="location"`` sits between the two: the prototypes are whole maps as in the paper, but
+each location takes its residual to whichever prototype is nearest *at that location*, so
+different parts of an image may match different normal images (poses).
 
 `PrototypeBank` stores them as buffers so they travel with checkpoints and exports;
 its buffers start empty (K = 0) and resize on `load_state_dict`, because K depends
@@ -29,7 +32,7 @@ from torch import Tensor, nn
 NUM_SCALES = 3
 DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
 PATCH_CHUNK = 512    # bank vectors compared per matmul in patch matching (queries x 512 floats)
-MATCHES = ("image", "patch")
+MATCHES = ("image", "patch", "location")
 
 
 def number_of_prototypes(num_samples: int, ratio: float) -> int:
@@ -158,11 +161,31 @@ def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int) -> Ten
     return best_index
 
 
+def nearest_prototype_per_location(features: Tensor, prototypes: Tensor) -> Tensor:
+    """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32).
+
+    ||f - p||^2 = ||f||^2 - 2 f.p + ||p||^2 per location; the f.p of all locations is one
+    batched matmul over the h*w locations, so no ``[B, K, c, h, w]`` difference is materialised.
+    """
+    b, c, h, w = features.shape
+    queries = features.flatten(2).permute(2, 0, 1)            # [hw, B, c]
+    keys = prototypes.flatten(2).permute(2, 1, 0)             # [hw, c, K]
+    distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(queries, keys)  # [hw, B, K]; ||f||^2 is constant in k
+    return distances.argmin(2).T.reshape(b, h, w)
+
+
+def _require_same_map_shape(features: Tensor, prototypes: Tensor) -> None:
+    if features.shape[1:] != prototypes.shape[1:]:
+        raise ValueError(f"feature map {tuple(features.shape[1:])} does not match prototypes "
+                         f"{tuple(prototypes.shape[1:])}: prototypes were built at another image_size")
+
+
 class PrototypeBank(nn.Module):
     """Frozen per-scale prototypes; turns feature maps into residual maps |F - P*|.
 
     ``match="image"`` (the paper): ``[K, c, h, w]`` whole maps, P* = the nearest whole map.
     ``match="patch"``: ``[M, c]`` location vectors, P*(x) = the nearest vector to F(x).
+    ``match="location"``: ``[K, c, h, w]`` whole maps, P*(x) = P_k(x) for the k nearest at x.
     """
 
     def __init__(self, num_scales: int = NUM_SCALES, match: str = "image") -> None:
@@ -189,7 +212,7 @@ class PrototypeBank(nn.Module):
         """Install one tensor per scale: [K, c, h, w] (image match) or [M, c] (patch match)."""
         if len(prototypes) != self.num_scales:
             raise ValueError(f"expected {self.num_scales} prototype tensors, got {len(prototypes)}")
-        shape, ndim = ("[K, c, h, w]", 4) if self.match == "image" else ("[M, c]", 2)
+        shape, ndim = ("[M, c]", 2) if self.match == "patch" else ("[K, c, h, w]", 4)
         for name, value in zip(self.buffer_names, prototypes):
             if value.ndim != ndim or value.shape[0] == 0:
                 raise ValueError(f"{name} must be a non-empty {shape} tensor for match={self.match!r}, got {tuple(value.shape)}")
@@ -201,8 +224,19 @@ class PrototypeBank(nn.Module):
         if not self.is_fitted:
             raise RuntimeError("PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
                                "set_prototypes) before training/inference with use_mp=True")
-        residual = self._scale_residual if self.match == "image" else self._patch_residual
+        residual = {"image": self._scale_residual, "patch": self._patch_residual, "location": self._location_residual}[self.match]
         return [residual(f, p) for f, p in zip(features, self.prototypes(), strict=True)]
+
+    @staticmethod
+    def _location_residual(features: Tensor, prototypes: Tensor) -> Tensor:
+        """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x."""
+        _require_same_map_shape(features, prototypes)
+        with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+            nearest = nearest_prototype_per_location(features.float(), prototypes.float())
+        b, c, h, w = features.shape
+        chosen = prototypes.permute(2, 3, 0, 1)[torch.arange(h, device=features.device)[None, :, None],
+                                                torch.arange(w, device=features.device)[None, None, :], nearest]
+        return (features - chosen.permute(0, 3, 1, 2).to(features.dtype)).abs()
 
     @staticmethod
     def _patch_residual(features: Tensor, bank: Tensor) -> Tensor:
@@ -218,9 +252,7 @@ class PrototypeBank(nn.Module):
 
     @staticmethod
     def _scale_residual(features: Tensor, prototypes: Tensor) -> Tensor:
-        if features.shape[1:] != prototypes.shape[1:]:
-            raise ValueError(f"feature map {tuple(features.shape[1:])} does not match prototypes "
-                             f"{tuple(prototypes.shape[1:])}: prototypes were built at another image_size")
+        _require_same_map_shape(features, prototypes)
         with torch.no_grad():
             nearest = nearest_prototype_indices(features.flatten(1).float(), prototypes.flatten(1))
         return (features - prototypes[nearest].to(features.dtype)).abs()
