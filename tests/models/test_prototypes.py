@@ -161,6 +161,8 @@ def test_location_match_is_the_nearest_prototype_at_each_location() -> None:
     bank.set_prototypes([prototypes])
     chosen = torch.stack([prototypes[brute_force[b], :, torch.arange(4)[:, None], torch.arange(6)] for b in range(3)])  # [B, h, w, c]
     assert torch.allclose(bank.residuals([features])[0], (features - chosen.permute(0, 3, 1, 2)).abs())
+    bank.set_prototypes([features[:1].clone()])  # new prototypes: the cached location-major copy must not be reused
+    assert bank.residuals([features[:1]])[0].max() == 0
 
 
 def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fits_it() -> None:

@@ -161,15 +161,21 @@ def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int) -> Ten
     return best_index
 
 
-def nearest_prototype_per_location(features: Tensor, prototypes: Tensor) -> Tensor:
+def location_major(prototypes: Tensor) -> Tensor:
+    """``[hw, c, K]`` contiguous copy of ``[K, c, h, w]`` prototypes: one matrix per location for ``bmm``."""
+    return prototypes.flatten(2).permute(2, 1, 0).contiguous()
+
+
+def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: Tensor | None = None) -> Tensor:
     """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32).
 
     ||f - p||^2 = ||f||^2 - 2 f.p + ||p||^2 per location; the f.p of all locations is one
-    batched matmul over the h*w locations, so no ``[B, K, c, h, w]`` difference is materialised.
+    batched matmul over the h*w locations (``keys``: ``location_major(prototypes)``, passed in
+    when cached), so no ``[B, K, c, h, w]`` difference is materialised.
     """
     b, c, h, w = features.shape
-    queries = features.flatten(2).permute(2, 0, 1)            # [hw, B, c]
-    keys = prototypes.flatten(2).permute(2, 1, 0)             # [hw, c, K]
+    keys = location_major(prototypes) if keys is None else keys                # [hw, c, K]
+    queries = features.flatten(2).permute(2, 0, 1).contiguous()               # [hw, B, c]
     distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(queries, keys)  # [hw, B, K]; ||f||^2 is constant in k
     return distances.argmin(2).T.reshape(b, h, w)
 
@@ -227,16 +233,28 @@ class PrototypeBank(nn.Module):
         residual = {"image": self._scale_residual, "patch": self._patch_residual, "location": self._location_residual}[self.match]
         return [residual(f, p) for f, p in zip(features, self.prototypes(), strict=True)]
 
-    @staticmethod
-    def _location_residual(features: Tensor, prototypes: Tensor) -> Tensor:
+    def _location_keys(self, prototypes: Tensor) -> Tensor | None:
+        """``location_major(prototypes)``, computed once per prototype tensor (the transpose costs more than
+        the search); None while tracing for export, where the graph computes it."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return None
+        key = (prototypes.data_ptr(), prototypes._version, prototypes.device, tuple(prototypes.shape))
+        cache = self.__dict__.setdefault("_location_cache", {})
+        if key not in cache:
+            if len(cache) >= self.num_scales:  # prototypes were replaced: drop the stale copies
+                cache.clear()
+            cache[key] = location_major(prototypes.float())  # as large as the prototypes themselves
+        return cache[key]
+
+    def _location_residual(self, features: Tensor, prototypes: Tensor) -> Tensor:
         """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x."""
         _require_same_map_shape(features, prototypes)
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-            nearest = nearest_prototype_per_location(features.float(), prototypes.float())
+            nearest = nearest_prototype_per_location(features.float(), prototypes.float(), self._location_keys(prototypes))
         b, c, h, w = features.shape
-        chosen = prototypes.permute(2, 3, 0, 1)[torch.arange(h, device=features.device)[None, :, None],
-                                                torch.arange(w, device=features.device)[None, None, :], nearest]
-        return (features - chosen.permute(0, 3, 1, 2).to(features.dtype)).abs()
+        index = nearest.view(b, 1, h * w).expand(b, c, h * w)  # chosen[b, :, x] = prototypes[nearest[b, x], :, x]
+        chosen = prototypes.flatten(2).gather(0, index).view(b, c, h, w)
+        return (features - chosen.to(features.dtype)).abs()
 
     @staticmethod
     def _patch_residual(features: Tensor, bank: Tensor) -> Tensor:
