@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from prn.calibration import Calibration
 from prn.data.errors import DatasetError
 from prn.data.image_io import image_size_of, load_image
-from prn.data.records import IMAGE_SUFFIXES
+from prn.data.records import IMAGE_SUFFIXES, list_image_files
 from prn.data.training import image_tensor
 from prn.deploy.images import native_size_map
 from prn.utils.heatmap import overlay
@@ -62,7 +62,7 @@ def collect_images(source: str | Path, on_error: str = "fail") -> tuple[list[Pat
         path = Path(text).expanduser()
         if not path.exists():
             raise DatasetError(f"input={path} does not exist: pass an image file, a folder of images or a glob like 'parts/*.png'")
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        files = [path] if path.is_file() else list_image_files(path, recursive=True)
         root = path.parent if path.is_file() else path
     if not files:
         raise DatasetError(f"input={text} names no image files ({', '.join(IMAGE_SUFFIXES)}): check the path or the glob")

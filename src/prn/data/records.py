@@ -79,11 +79,11 @@ def has_train_or_test(path: Path) -> bool:
     return (path / "train").is_dir() or (path / "test").is_dir()
 
 
-def list_image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name (hidden files ignored)."""
+def list_image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files inside ``folder`` (and its sub-folders with ``recursive``), sorted (hidden files ignored)."""
     return sorted(
         path
-        for path in folder.iterdir()
+        for path in (folder.rglob("*") if recursive else folder.iterdir())
         if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
     )
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from prn.data.image_io import image_size_of, load_image, rgb_at_size
-from prn.data.records import IMAGE_SUFFIXES
+from prn.data.records import IMAGE_SUFFIXES, list_image_files
 
 ImageInput = str | Path | np.ndarray | Image.Image
 
@@ -32,7 +32,7 @@ class PreparedImage:
 
 def image_files(folder: Path) -> list[Path]:
     """Image files below ``folder`` (recursively, sorted, hidden files left out)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    files = list_image_files(folder, recursive=True)
     if not files:
         raise ValueError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}): check the folder")
     return files
