@@ -220,7 +220,7 @@ def test_patchcore(
         _sync(device)
         seconds += time.perf_counter() - start
         maps, scores = output.anomaly_map.float().cpu(), output.pred_score.float().cpu()
-        metrics.update(maps, batch.get("mask"), scores, batch["label"])
+        metrics.update(maps, batch.get("mask"), scores, batch["label"], batch.get("defect_type"))
         low, high = min(low, float(maps.min())), max(high, float(maps.max()))
         for offset in range(inputs.shape[0]):
             if images + offset in keep:
@@ -238,6 +238,7 @@ def test_patchcore(
         "ms_per_image": round(1e3 * seconds / max(images, 1), 2),
         "map_range": [low, high],
         "skipped_metrics": dict(metrics.skip_reasons),
+        "per_defect": metrics.per_defect,  # each defect type against all good images, as in prn's results.json
     }
     return results, timing, kept
 

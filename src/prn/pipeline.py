@@ -199,8 +199,9 @@ def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     bank = module.net.prototypes
     saved = [state.get(f"net.prototypes.{name}") for name in bank.buffer_names]
+    sources = [state.get(f"net.prototypes.{name}") for name in bank.source_names]
     if all(tensor is not None and tensor.numel() > 0 for tensor in saved):
-        bank.set_prototypes(saved)
+        bank.set_prototypes(saved, sources if all(s is not None for s in sources) else None)
 
 
 def _report(

@@ -104,6 +104,7 @@ def test_normal_item_is_the_base_image_with_empty_mask():
     assert torch.allclose(item["image"] * 255, torch.from_numpy(pool.normals[1].image).permute(2, 0, 1).float())
     assert item["mask"].dtype == torch.float32 and item["mask"].shape == (1, 16, 16) and item["mask"].sum() == 0
     assert item["label"].dtype == torch.int64 and item["label"] == 0 and item["source"] == "normal"
+    assert item["base"] == 1, "the base image index travels with the item (leave-self-out prototypes)"
 
 
 def test_seen_item_is_one_seen_anomaly_chosen_by_the_seed():
@@ -113,6 +114,7 @@ def test_seen_item_is_one_seen_anomaly_chosen_by_the_seed():
     assert item["label"] == 1 and 0 <= float(item["image"].min()) and float(item["image"].max()) <= 1
     assert any(torch.equal(item["mask"][0], torch.from_numpy(mask).float()) for mask in pool.seen_masks)
     assert torch.equal(dataset[("seen", 0, 5)]["image"], item["image"])
+    assert item["base"] == -1, "a seen anomaly is not built on a normal image"
     chosen = {int(dataset[("seen", 0, seed)]["mask"].sum()) for seed in range(20)}
     assert len(chosen) == 2  # both seen anomalies get used
 
@@ -126,7 +128,35 @@ def test_plugged_in_source_is_called_with_base_and_seeded_rng():
     dataset = ComposedTrainingSet(_pool(), {"bright": brighten}, composition={"normal": 0.5, "bright": 0.5})
     item = dataset[("bright", 2, 9)]
     assert item["source"] == "bright" and item["label"] == 1 and float(item["image"].min()) == 1.0
+    assert item["base"] == 2
     assert torch.equal(item["mask"], dataset[("bright", 2, 9)]["mask"])
+
+
+def test_pose_augment_moves_the_base_and_its_foreground_and_keeps_the_sources_draws():
+    size = 32
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[8:24, 12:20] = 255  # a bright bar: its pose is visible
+    foreground = image[..., 0] > 0
+    pool = TrainingPool(normals=[NormalImage(image, foreground)], seen_images=[], seen_masks=[], image_size=(size, size))
+    received = []
+
+    def spot(base, rng):
+        received.append(base)
+        mask = np.zeros((size, size), dtype=np.float32)
+        mask[int(rng.integers(size)), 0] = 1.0
+        return base.image, mask
+
+    plain = ComposedTrainingSet(pool, {"spot": spot}, {"normal": 0.5, "spot": 0.5})
+    moved = ComposedTrainingSet(pool, {"spot": spot}, {"normal": 0.5, "spot": 0.5}, pose_augment={"shift": 0.2, "rotation": 90})
+    first, second = plain[("spot", 0, 3)], moved[("spot", 0, 3)]
+    assert torch.equal(first["mask"], second["mask"]), "the source's own random draws do not change"
+    assert not torch.equal(first["image"], second["image"])
+    bar, outline = received[1].image[..., 0] > 127, received[1].foreground
+    assert not np.array_equal(outline, foreground) and (bar & outline).sum() / (bar | outline).sum() > 0.8, \
+        "the foreground moves with the image (up to the bilinear edge)"
+    poses = {moved[("normal", 0, seed)]["image"].sum().item() for seed in range(5)}
+    assert len(poses) > 1, "every item draws its own pose"
+    assert torch.equal(moved[("normal", 0, 4)]["image"], moved[("normal", 0, 4)]["image"])
 
 
 def test_seen_fraction_without_seen_anomalies_is_an_error():

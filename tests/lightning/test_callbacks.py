@@ -64,6 +64,20 @@ def test_ratio_one_keeps_every_normal_feature_map_unclustered():
         torch.testing.assert_close(stored, maps)
 
 
+@pytest.mark.parametrize("ratio, sources", [(1.0, [0, 1, 2, 3]), (0.5, [-1, -1])])
+def test_callback_records_which_normal_image_each_prototype_is(ratio, sources):
+    module = _module()
+    _run_setup(module, 4, ratio=ratio)
+    assert [s.tolist() for s in module.net.prototypes.sources()] == [sources] * 3
+
+
+def test_patch_banks_record_their_source_images():
+    module = _module(prototype_match="patch")
+    _run_setup(module, 3, patch_ratio=0.05)
+    for bank, sources in zip(module.net.prototypes.prototypes(), module.net.prototypes.sources()):
+        assert sources.shape == (bank.shape[0],) and set(sources.tolist()) <= {0, 1, 2}
+
+
 def test_existing_prototypes_are_not_recomputed():
     module = _module()
     _run_setup(module, 10, ratio=0.5)

@@ -7,7 +7,7 @@ import torch
 
 from prn.models.prototypes import (PrototypeBank, build_patch_banks, build_prototypes, greedy_coreset_indices, kmeans_prototypes,
                                    nearest_prototype_indices, nearest_prototype_per_location, number_of_prototypes,
-                                   patch_vectors)
+                                   patch_vectors, prototype_sources)
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -132,10 +132,21 @@ def test_greedy_coreset_covers_the_points_better_than_random() -> None:
 
 def test_patch_banks_are_location_vectors_sized_by_ratio_and_cap() -> None:
     maps = [torch.rand(4, 8, 16, 16), torch.rand(4, 16, 8, 8)]
-    banks = build_patch_banks(maps, ratio=0.25, max_size=200, seed=0)
+    banks, sources = build_patch_banks(maps, ratio=0.25, max_size=200, seed=0)
     assert [tuple(b.shape) for b in banks] == [(200, 8), (64, 16)]
     vectors = patch_vectors(maps[1])
     assert all(any(torch.equal(row, v) for v in vectors) for row in banks[1][:5]), "bank rows are real normal locations"
+    for maps_j, bank, source in zip(maps, banks, sources):
+        assert source.shape == (bank.shape[0],) and set(source.tolist()) <= set(range(4))
+        own_locations = maps_j.permute(0, 2, 3, 1)[source].flatten(1, 2)  # [M, h*w, c]: every location of the source image
+        assert all((own == row).all(1).any() for own, row in zip(own_locations, bank)), "each vector is a location of its source"
+
+
+def test_patch_bank_sources_survive_the_candidate_subsample() -> None:
+    maps = [torch.rand(6, 4, 8, 8, generator=torch.Generator().manual_seed(5))]
+    banks, sources = build_patch_banks(maps, ratio=0.1, max_candidates=50, seed=1)
+    own_locations = maps[0].permute(0, 2, 3, 1)[sources[0]].flatten(1, 2)
+    assert all((own == row).all(1).any() for own, row in zip(own_locations, banks[0]))
 
 
 def test_patch_match_forgives_a_shift_that_image_match_does_not() -> None:
@@ -174,6 +185,53 @@ def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fit
         bank.set_prototypes([torch.cat([left_posed, right_posed])])
     assert location_bank.residuals([both])[0].max() == 0
     assert image_bank.residuals([both])[0].sum() == 16, "a whole map leaves one half unexplained"
+
+
+def test_prototype_sources_name_images_only_without_clustering() -> None:
+    assert prototype_sources(5, 1.0).tolist() == [0, 1, 2, 3, 4]
+    assert prototype_sources(30, 0.1).tolist() == [-1, -1, -1], "a k-means centroid mixes several images"
+
+
+@pytest.mark.parametrize("match", ["image", "location", "patch"])
+def test_leave_self_out_matches_the_other_normal_images_only(match: str) -> None:
+    """A training sample built on normal image i must not find image i itself among the prototypes."""
+    generator = torch.Generator().manual_seed(6)
+    normals = torch.rand(4, 3, 4, 4, generator=generator)
+    bank = PrototypeBank(1, match)
+    if match == "patch":
+        bank.set_prototypes([patch_vectors(normals)], [torch.arange(4).repeat_interleave(16)])
+    else:
+        bank.set_prototypes([normals], [prototype_sources(4, 1.0)])
+    assert bank.residuals([normals])[0].max() == 0, "without exclusion every normal matches itself exactly"
+    own = bank.residuals([normals], exclude=torch.tensor([0, 1, 2, 3]))[0]
+    assert (own.sum((1, 2, 3)) > 0).all()
+    others = PrototypeBank(1, match)  # the same search with image 2 really removed from the bank
+    if match == "patch":
+        others.set_prototypes([patch_vectors(normals[[0, 1, 3]])])
+    else:
+        others.set_prototypes([normals[[0, 1, 3]]])
+    assert torch.equal(own[2:3], others.residuals([normals[2:3]])[0])
+    untouched = bank.residuals([normals], exclude=torch.tensor([-1, -1, 0, -1]))[0]
+    assert untouched[[0, 1, 3]].max() == 0 and untouched[2].max() == 0, "-1 excludes nothing; excluding 0 leaves image 2 its own"
+
+
+def test_centroids_are_never_excluded() -> None:
+    bank = PrototypeBank(1, "image")
+    bank.set_prototypes([torch.zeros(2, 1, 2, 2)])  # no sources: centroids (-1)
+    assert bank.sources()[0].tolist() == [-1, -1]
+    assert bank.residuals([torch.zeros(2, 1, 2, 2)], exclude=torch.tensor([0, -1]))[0].max() == 0
+
+
+def test_checkpoint_without_sources_loads_as_centroids() -> None:
+    state = {key: value for key, value in _fitted_bank().state_dict().items() if not key.startswith("sources_")}
+    fresh = PrototypeBank(num_scales=2)
+    fresh.load_state_dict(state)
+    assert [s.tolist() for s in fresh.sources()] == [[-1, -1, -1], [-1, -1]]
+
+
+def test_sources_must_have_one_entry_per_prototype() -> None:
+    with pytest.raises(ValueError, match="sources_1 must have one entry per prototype"):
+        PrototypeBank(1, "image").set_prototypes([torch.rand(3, 1, 2, 2)], [torch.arange(2)])
 
 
 def test_bank_shapes_are_checked_for_the_match_mode() -> None:

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from prn.models import build_patch_banks, build_prototypes
-from prn.models.prototypes import kmeans_uses_gpu
+from prn.models.prototypes import kmeans_uses_gpu, prototype_sources
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,12 @@ class PrototypeCallback(L.Callback):
         start = time.perf_counter()
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
         if net.prototypes.match == "patch":
-            prototypes = build_patch_banks(features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed)
+            prototypes, sources = build_patch_banks(features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed)
         else:
             self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
             prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
-        net.prototypes.set_prototypes(prototypes)
+            sources = [prototype_sources(features[0].shape[0], self.ratio)] * len(prototypes)
+        net.prototypes.set_prototypes(prototypes, sources)
         self.seconds = time.perf_counter() - start
         log.info(
             "Prototypes (%s match): %s per scale from %d normal images in %.1f s%s", net.prototypes.match,

@@ -67,6 +67,7 @@ class PRNModule(L.LightningModule):
         top_k: int = 100,
         channels_last: bool = False,
         compile: bool = False,
+        leave_self_out: bool = True,
         data_config: dict[str, Any] | None = None,
         net_config: dict[str, Any] | None = None,
     ) -> None:
@@ -79,6 +80,7 @@ class PRNModule(L.LightningModule):
                                    "data_config": data_config, "top_k": top_k, "channels_last": channels_last})
         self.net = net
         self.compile_training = compile  # a run option, not part of the model: not saved in the checkpoint
+        self.leave_self_out = leave_self_out  # training only (prn.models.prototypes): not saved either
         self._training_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -125,7 +127,8 @@ class PRNModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         network = self._training_forward or self.net
-        losses = self.loss(network(self._as_input(batch["image"])), batch["mask"])
+        exclude = batch.get("base") if self.leave_self_out else None
+        losses = self.loss(network(self._as_input(batch["image"]), exclude), batch["mask"])
         batch_size = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=batch_size)
         self.log("train/smooth_l1", losses["smooth_l1"], batch_size=batch_size)

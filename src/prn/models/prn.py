@@ -83,25 +83,26 @@ class PRNet(nn.Module):
     def weights_report(self) -> str:
         return self.encoder.weights_report
 
-    def set_prototypes(self, prototypes: Sequence[Tensor]) -> None:
+    def set_prototypes(self, prototypes: Sequence[Tensor], sources: Sequence[Tensor] | None = None) -> None:
         if self.prototypes is None:
             raise RuntimeError("set_prototypes called on a PRNet built with use_mp=False")
-        self.prototypes.set_prototypes(prototypes)
+        self.prototypes.set_prototypes(prototypes, sources)
 
     def prototype_features(self, images: Tensor) -> list[Tensor]:
         """Frozen layer1-3 maps (no autograd) from which the prototypes are clustered."""
         check_image_size(images)
         return self.encoder.frozen_features(images)
 
-    def skip_connections(self, features: Sequence[Tensor]) -> list[Tensor]:
+    def skip_connections(self, features: Sequence[Tensor], exclude: Tensor | None = None) -> list[Tensor]:
         """F_1..3 -> T*_1..3: MP, MF, concat, MSA, MF as switched on."""
         branches = _fuse(self.feature_fusion, features)
         if self.prototypes is not None:
-            residuals = _fuse(self.residual_fusion, self.prototypes.residuals(features))
+            residuals = _fuse(self.residual_fusion, self.prototypes.residuals(features, exclude))
             branches = [torch.cat(pair, dim=1) for pair in zip(branches, residuals, strict=True)]
         return _fuse(self.output_fusion, _apply(self.msa, branches))
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, exclude: Tensor | None = None) -> Tensor:
+        """``exclude`` (training only): each image's base normal index, whose own prototypes it may not match."""
         check_image_size(images)
         *skips, bottom = self.encoder(images)
-        return self.decoder(bottom, self.skip_connections(skips))
+        return self.decoder(bottom, self.skip_connections(skips, exclude))

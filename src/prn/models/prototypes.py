@@ -14,6 +14,14 @@ whole map fits and the residual is large everywhere, while the nearest patch sti
 each location takes its residual to whichever prototype is nearest *at that location*, so
 different parts of an image may match different normal images (poses).
 
+Leave-self-out: a bank whose prototypes are single normal images (``ratio=1.0``, or patch
+coresets) would let every training sample match *itself*, since training samples are built on
+those very images. The residual of a training normal is then exactly zero, while a test normal's
+never is, and the network learns "any residual is an anomaly" (the paper's poor PRN_100% in
+Table 6). The bank therefore records which normal image each prototype came from
+(``sources_j``; -1 for a k-means centroid of several), and training passes each sample's base
+image as ``exclude``, so the residual is taken against the *other* normal images, as at test.
+
 `PrototypeBank` stores them as buffers so they travel with checkpoints and exports;
 its buffers start empty (K = 0) and resize on `load_state_dict`, because K depends
 on the data set and is only known after clustering.
@@ -33,6 +41,7 @@ NUM_SCALES = 3
 DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
 PATCH_CHUNK = 512    # bank vectors compared per matmul in patch matching (queries x 512 floats)
 MATCHES = ("image", "patch", "location")
+NO_SOURCE = -1  # a prototype that mixes several normal images (a k-means centroid): never excluded
 
 
 def number_of_prototypes(num_samples: int, ratio: float) -> int:
@@ -87,6 +96,13 @@ def build_prototypes(feature_maps: Sequence[Tensor], ratio: float = 0.1, iterati
     return prototypes
 
 
+def prototype_sources(num_images: int, ratio: float) -> Tensor:
+    """The normal image each whole-map prototype is: itself at ratio 1.0, none (centroids) below."""
+    if ratio == 1.0:
+        return torch.arange(num_images)
+    return torch.full((number_of_prototypes(num_images, ratio),), NO_SOURCE, dtype=torch.long)
+
+
 def patch_vectors(maps: Tensor) -> Tensor:
     """``[N, c, h, w]`` maps as ``[N*h*w, c]`` location vectors."""
     return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
@@ -115,8 +131,9 @@ def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection
 
 
 def build_patch_banks(feature_maps: Sequence[Tensor], ratio: float = 0.01, max_size: int = 4096,
-                      max_candidates: int = 100_000, seed: int = 0) -> list[Tensor]:
-    """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``.
+                      max_candidates: int = 100_000, seed: int = 0) -> tuple[list[Tensor], list[Tensor]]:
+    """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``, and the
+    ``[M]`` index of the normal image each vector came from (for leave-self-out).
 
     M = ratio x (N*h*w), capped at ``max_size``; the coreset is drawn from at most
     ``max_candidates`` locations (a seeded random subset), which bounds the setup time.
@@ -124,18 +141,31 @@ def build_patch_banks(feature_maps: Sequence[Tensor], ratio: float = 0.01, max_s
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"patch bank ratio must be in (0, 1] (got {ratio}); PatchCore uses 0.01")
     generator = torch.Generator().manual_seed(seed)
-    banks = []
+    banks, sources = [], []
     for maps in feature_maps:
         vectors = patch_vectors(maps.float())
+        candidates = torch.arange(vectors.shape[0])
         if vectors.shape[0] > max_candidates:
-            vectors = vectors[torch.randperm(vectors.shape[0], generator=generator)[:max_candidates]]
+            candidates = torch.randperm(vectors.shape[0], generator=generator)[:max_candidates]
         size = min(max_size, max(1, round(ratio * maps.shape[0] * maps.shape[2] * maps.shape[3])))
-        banks.append(vectors[greedy_coreset_indices(vectors, size, seed)].clone())
-    return banks
+        chosen = candidates[greedy_coreset_indices(vectors[candidates], size, seed)]
+        banks.append(vectors[chosen].clone())
+        sources.append(chosen // (maps.shape[2] * maps.shape[3]))  # patch_vectors lists image by image
+    return banks, sources
 
 
-def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int = DISTANCE_CHUNK) -> Tensor:
-    """argmin_k ||f - p_k||_2 for flattened [B, D] features vs [K, D] prototypes.
+def excluded_prototypes(exclude: Tensor | None, sources: Tensor) -> Tensor | None:
+    """``[B, K]`` True where prototype k came from sample b's own base image (``exclude[b]``, -1: none)."""
+    if exclude is None:
+        return None
+    exclude = exclude.to(sources.device)
+    return (sources[None, :] == exclude[:, None]) & (exclude[:, None] != NO_SOURCE)
+
+
+def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int = DISTANCE_CHUNK,
+                              forbidden: Tensor | None = None) -> Tensor:
+    """argmin_k ||f - p_k||_2 for flattened [B, D] features vs [K, D] prototypes, skipping
+    the ``[B, K]`` ``forbidden`` pairs (unless a row forbids every prototype).
 
     Uses ||f||^2 - 2 f.p + ||p||^2 (one matmul per chunk of prototypes) instead of
     materialising the B x K x D differences. Always in float32, autocast switched off:
@@ -144,16 +174,18 @@ def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int =
     at scales 1, 2, 3; bf16 features with a float32 matmul picked the same).
     """
     with torch.autocast(features.device.type, enabled=False):
-        return _nearest_in_float32(features.float(), prototypes.float(), chunk)
+        return _nearest_in_float32(features.float(), prototypes.float(), chunk, forbidden)
 
 
-def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int) -> Tensor:
+def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None) -> Tensor:
     best_distance = torch.full((features.shape[0],), float("inf"), device=features.device)
     best_index = torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
     feature_norms = features.pow(2).sum(1, keepdim=True)
     for start in range(0, prototypes.shape[0], chunk):
         block = prototypes[start:start + chunk]
         distances = feature_norms - 2.0 * features @ block.T + block.pow(2).sum(1)[None]
+        if forbidden is not None:
+            distances = distances.masked_fill(forbidden[:, start:start + chunk], float("inf"))
         chunk_distance, chunk_index = distances.min(1)
         improved = chunk_distance < best_distance
         best_distance = torch.where(improved, chunk_distance, best_distance)
@@ -166,8 +198,10 @@ def location_major(prototypes: Tensor) -> Tensor:
     return prototypes.flatten(2).permute(2, 1, 0).contiguous()
 
 
-def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: Tensor | None = None) -> Tensor:
-    """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32).
+def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: Tensor | None = None,
+                                   forbidden: Tensor | None = None) -> Tensor:
+    """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32),
+    skipping the ``[B, K]`` ``forbidden`` pairs.
 
     ||f - p||^2 = ||f||^2 - 2 f.p + ||p||^2 per location; the f.p of all locations is one
     batched matmul over the h*w locations (``keys``: ``location_major(prototypes)``, passed in
@@ -177,6 +211,8 @@ def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: T
     keys = location_major(prototypes) if keys is None else keys                # [hw, c, K]
     queries = features.flatten(2).permute(2, 0, 1).contiguous()               # [hw, B, c]
     distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(queries, keys)  # [hw, B, K]; ||f||^2 is constant in k
+    if forbidden is not None:
+        distances = distances.masked_fill(forbidden[None], float("inf"))
     return distances.argmin(2).T.reshape(b, h, w)
 
 
@@ -202,36 +238,60 @@ class PrototypeBank(nn.Module):
         self.match = match
         for name in self.buffer_names:
             self.register_buffer(name, torch.empty(0, 0, 0, 0))
+        for name in self.source_names:
+            self.register_buffer(name, torch.empty(0, dtype=torch.long))
 
     @property
     def buffer_names(self) -> list[str]:
         return [f"prototypes_{scale}" for scale in range(1, self.num_scales + 1)]
 
+    @property
+    def source_names(self) -> list[str]:
+        return [f"sources_{scale}" for scale in range(1, self.num_scales + 1)]
+
     def prototypes(self) -> list[Tensor]:
         return [getattr(self, name) for name in self.buffer_names]
+
+    def sources(self) -> list[Tensor]:
+        """Per scale, the normal image index each prototype came from (-1: a centroid of several)."""
+        return [getattr(self, name) for name in self.source_names]
 
     @property
     def is_fitted(self) -> bool:
         return all(p.shape[0] > 0 for p in self.prototypes())
 
-    def set_prototypes(self, prototypes: Sequence[Tensor]) -> None:
-        """Install one tensor per scale: [K, c, h, w] (image match) or [M, c] (patch match)."""
+    def set_prototypes(self, prototypes: Sequence[Tensor], sources: Sequence[Tensor] | None = None) -> None:
+        """Install one tensor per scale: [K, c, h, w] (image match) or [M, c] (patch match), and
+        optionally the [K] normal image index each came from (default -1: none, never excluded)."""
         if len(prototypes) != self.num_scales:
             raise ValueError(f"expected {self.num_scales} prototype tensors, got {len(prototypes)}")
+        sources = [None] * self.num_scales if sources is None else list(sources)
+        if len(sources) != self.num_scales:
+            raise ValueError(f"expected {self.num_scales} source tensors, got {len(sources)}")
         shape, ndim = ("[M, c]", 2) if self.match == "patch" else ("[K, c, h, w]", 4)
-        for name, value in zip(self.buffer_names, prototypes):
+        for name, source_name, value, source in zip(self.buffer_names, self.source_names, prototypes, sources):
             if value.ndim != ndim or value.shape[0] == 0:
                 raise ValueError(f"{name} must be a non-empty {shape} tensor for match={self.match!r}, got {tuple(value.shape)}")
+            if source is None:
+                source = torch.full((value.shape[0],), NO_SOURCE, dtype=torch.long)
+            if tuple(source.shape) != (value.shape[0],):
+                raise ValueError(f"{source_name} must have one entry per prototype ({value.shape[0]}), got {tuple(source.shape)}")
             current = getattr(self, name)
             setattr(self, name, value.detach().to(device=current.device, dtype=torch.float32).clone())
+            setattr(self, source_name, source.detach().to(device=current.device, dtype=torch.long).clone())
 
-    def residuals(self, features: Sequence[Tensor]) -> list[Tensor]:
-        """Element-wise distance to the nearest prototype, per scale independently."""
+    def residuals(self, features: Sequence[Tensor], exclude: Tensor | None = None) -> list[Tensor]:
+        """Element-wise distance to the nearest prototype, per scale independently.
+
+        ``exclude`` (training only): ``[B]`` normal image index each sample was built on (-1: none);
+        prototypes that came from that image are skipped (leave-self-out, see the module docstring).
+        """
         if not self.is_fitted:
             raise RuntimeError("PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
                                "set_prototypes) before training/inference with use_mp=True")
         residual = {"image": self._scale_residual, "patch": self._patch_residual, "location": self._location_residual}[self.match]
-        return [residual(f, p) for f, p in zip(features, self.prototypes(), strict=True)]
+        return [residual(f, p, excluded_prototypes(exclude, s))
+                for f, p, s in zip(features, self.prototypes(), self.sources(), strict=True)]
 
     def _location_keys(self, prototypes: Tensor) -> Tensor | None:
         """``location_major(prototypes)``, computed once per prototype tensor (the transpose costs more than
@@ -246,40 +306,46 @@ class PrototypeBank(nn.Module):
             cache[key] = location_major(prototypes.float())  # as large as the prototypes themselves
         return cache[key]
 
-    def _location_residual(self, features: Tensor, prototypes: Tensor) -> Tensor:
+    def _location_residual(self, features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None) -> Tensor:
         """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x."""
         _require_same_map_shape(features, prototypes)
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-            nearest = nearest_prototype_per_location(features.float(), prototypes.float(), self._location_keys(prototypes))
+            nearest = nearest_prototype_per_location(features.float(), prototypes.float(), self._location_keys(prototypes), forbidden)
         b, c, h, w = features.shape
         index = nearest.view(b, 1, h * w).expand(b, c, h * w)  # chosen[b, :, x] = prototypes[nearest[b, x], :, x]
         chosen = prototypes.flatten(2).gather(0, index).view(b, c, h, w)
         return (features - chosen.to(features.dtype)).abs()
 
     @staticmethod
-    def _patch_residual(features: Tensor, bank: Tensor) -> Tensor:
+    def _patch_residual(features: Tensor, bank: Tensor, forbidden: Tensor | None = None) -> Tensor:
         """|F(x) - nearest bank vector to F(x)| at every location x."""
         if features.shape[1] != bank.shape[1]:
             raise ValueError(f"feature maps have {features.shape[1]} channels but the patch bank {bank.shape[1]}")
-        queries = patch_vectors(features)
-        with torch.no_grad():
-            nearest = nearest_prototype_indices(queries.float(), bank, PATCH_CHUNK)
-        residual = (queries - bank[nearest].to(features.dtype)).abs()
         b, c, h, w = features.shape
+        queries = patch_vectors(features)
+        if forbidden is not None:  # one row per location, image by image as in patch_vectors
+            forbidden = forbidden.repeat_interleave(h * w, dim=0)
+        with torch.no_grad():
+            nearest = nearest_prototype_indices(queries.float(), bank, PATCH_CHUNK, forbidden)
+        residual = (queries - bank[nearest].to(features.dtype)).abs()
         return residual.view(b, h, w, c).permute(0, 3, 1, 2)
 
     @staticmethod
-    def _scale_residual(features: Tensor, prototypes: Tensor) -> Tensor:
+    def _scale_residual(features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None) -> Tensor:
         _require_same_map_shape(features, prototypes)
         with torch.no_grad():
-            nearest = nearest_prototype_indices(features.flatten(1).float(), prototypes.flatten(1))
+            nearest = nearest_prototype_indices(features.flatten(1).float(), prototypes.flatten(1), forbidden=forbidden)
         return (features - prototypes[nearest].to(features.dtype)).abs()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        """Resize the (initially empty) buffers to the checkpoint's K before copying."""
-        for name in self.buffer_names:
+        """Resize the (initially empty) buffers to the checkpoint's K before copying; checkpoints
+        written before leave-self-out carry no sources: their prototypes count as centroids (-1)."""
+        for name, source_name in zip(self.buffer_names, self.source_names):
             incoming = state_dict.get(prefix + name)
-            current = getattr(self, name)
-            if isinstance(incoming, Tensor) and incoming.shape != current.shape:
-                setattr(self, name, torch.empty_like(incoming, device=current.device, dtype=current.dtype))
+            if isinstance(incoming, Tensor) and prefix + source_name not in state_dict:
+                state_dict[prefix + source_name] = torch.full((incoming.shape[0],), NO_SOURCE, dtype=torch.long)
+            for key in (name, source_name):
+                incoming, current = state_dict.get(prefix + key), getattr(self, key)
+                if isinstance(incoming, Tensor) and incoming.shape != current.shape:
+                    setattr(self, key, torch.empty_like(incoming, device=current.device, dtype=current.dtype))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
