@@ -132,33 +132,6 @@ def test_plugged_in_source_is_called_with_base_and_seeded_rng():
     assert torch.equal(item["mask"], dataset[("bright", 2, 9)]["mask"])
 
 
-def test_pose_augment_moves_the_base_and_its_foreground_and_keeps_the_sources_draws():
-    size = 32
-    image = np.zeros((size, size, 3), dtype=np.uint8)
-    image[8:24, 12:20] = 255  # a bright bar: its pose is visible
-    foreground = image[..., 0] > 0
-    pool = TrainingPool(normals=[NormalImage(image, foreground)], seen_images=[], seen_masks=[], image_size=(size, size))
-    received = []
-
-    def spot(base, rng):
-        received.append(base)
-        mask = np.zeros((size, size), dtype=np.float32)
-        mask[int(rng.integers(size)), 0] = 1.0
-        return base.image, mask
-
-    plain = ComposedTrainingSet(pool, {"spot": spot}, {"normal": 0.5, "spot": 0.5})
-    moved = ComposedTrainingSet(pool, {"spot": spot}, {"normal": 0.5, "spot": 0.5}, pose_augment={"shift": 0.2, "rotation": 90})
-    first, second = plain[("spot", 0, 3)], moved[("spot", 0, 3)]
-    assert torch.equal(first["mask"], second["mask"]), "the source's own random draws do not change"
-    assert not torch.equal(first["image"], second["image"])
-    bar, outline = received[1].image[..., 0] > 127, received[1].foreground
-    assert not np.array_equal(outline, foreground) and (bar & outline).sum() / (bar | outline).sum() > 0.8, \
-        "the foreground moves with the image (up to the bilinear edge)"
-    poses = {moved[("normal", 0, seed)]["image"].sum().item() for seed in range(5)}
-    assert len(poses) > 1, "every item draws its own pose"
-    assert torch.equal(moved[("normal", 0, 4)]["image"], moved[("normal", 0, 4)]["image"])
-
-
 def test_seen_fraction_without_seen_anomalies_is_an_error():
     with pytest.raises(DatasetError, match=r"num_seen_anomalies > 0"):
         ComposedTrainingSet(_pool(num_seen=0), composition={"normal": 0.5, "seen": 0.5})

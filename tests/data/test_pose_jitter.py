@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from prn.data.errors import DatasetError
 from prn.data.mvtec import MVTecDataModule
@@ -106,25 +105,6 @@ def test_bad_options_raise_naming_the_option(mvtec_root, value, pattern):
         checked_pose_jitter(value)
     with pytest.raises(DatasetError, match=pattern):
         MVTecDataModule(mvtec_root, "widget", pose_jitter=value)
-
-
-def test_pose_augment_errors_name_their_own_option(mvtec_root):
-    with pytest.raises(DatasetError, match=r"dataset\.pose_augment\.rotation=200 must be in \[0, 180\]"):
-        MVTecDataModule(mvtec_root, "widget", pose_augment={"rotation": 200})
-    with pytest.raises(DatasetError, match=r"'pose_augment=\{shift:0\.1,rotation:30\}' on the command line"):
-        MVTecDataModule(mvtec_root, "widget", pose_augment=[0.1])
-
-
-def test_pose_augment_moves_training_items_only(mvtec_root):
-    plain, augmented = _module(mvtec_root), _module(mvtec_root, pose_augment={"shift": 0.1, "rotation": 30})
-    for module in (plain, augmented):
-        module.setup("fit")
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(plain.pool.normals, augmented.pool.normals)), "the pool stays as decoded"
-    plan = ("normal", 0, 7)
-    item, moved = plain._train_set[plan], augmented._train_set[plan]
-    assert not torch.equal(item["image"], moved["image"]) and torch.equal(moved["image"], augmented._train_set[plan]["image"])
-    assert moved["base"] == 0 and moved["mask"].sum() == 0
-    assert augmented.split_summary()["pose_augment"] == {"shift": 0.1, "rotation": 30.0}
 
 
 def _module(root: Path, **options) -> MVTecDataModule:

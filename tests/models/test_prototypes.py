@@ -7,7 +7,7 @@ import torch
 
 from prn.models.prototypes import (PrototypeBank, build_patch_banks, build_prototypes, greedy_coreset_indices, kmeans_prototypes,
                                    nearest_prototype_indices, nearest_prototype_per_location, number_of_prototypes,
-                                   patch_vectors, prototype_sources)
+                                   nearest_in_window, nearest_whole_maps, patch_vectors, prototype_sources)
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -185,6 +185,44 @@ def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fit
         bank.set_prototypes([torch.cat([left_posed, right_posed])])
     assert location_bank.residuals([both])[0].max() == 0
     assert image_bank.residuals([both])[0].sum() == 16, "a whole map leaves one half unexplained"
+
+
+def test_window_search_is_the_nearest_vector_within_the_window() -> None:
+    generator = torch.Generator().manual_seed(7)
+    features, candidates, radius = torch.rand(2, 3, 5, 6, generator=generator), torch.rand(2, 4, 3, 5, 6, generator=generator), 1
+    chosen = nearest_in_window(features, candidates, radius)
+    for b in range(2):
+        for y in range(5):
+            for x in range(6):
+                window = candidates[b, :, :, max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
+                vectors = window.permute(0, 2, 3, 1).reshape(-1, 3)
+                expected = vectors[(vectors - features[b, :, y, x]).pow(2).sum(1).argmin()]
+                assert torch.allclose(chosen[b, :, y, x], expected)
+
+
+def test_nearest_whole_maps_skips_the_forbidden_ones() -> None:
+    prototypes = torch.arange(5.0)[:, None, None, None].expand(5, 1, 2, 2)
+    features = torch.full((2, 1, 2, 2), 1.2)
+    assert nearest_whole_maps(features, prototypes, 2).tolist() == [[1, 2], [1, 2]]
+    forbidden = torch.tensor([[False, True, False, False, False], [False] * 5])
+    assert nearest_whole_maps(features, prototypes, 2, forbidden).tolist() == [[2, 0], [1, 2]]
+
+
+def test_location_window_forgives_a_shift_of_a_cell_that_location_match_does_not() -> None:
+    normal = torch.zeros(1, 2, 8, 8)
+    normal[:, 0, 2:5, 2:4] = 1.0  # a part
+    shifted = torch.roll(normal, shifts=(1, 1), dims=(2, 3))
+    plain, windowed = PrototypeBank(1, "location"), PrototypeBank(1, "location", window=1, candidates=1)
+    for bank in (plain, windowed):
+        bank.set_prototypes([normal])
+    assert windowed.residuals([shifted])[0].max() == 0
+    assert plain.residuals([shifted])[0].sum() > 0
+    assert windowed.window_radius(1) == 1 and PrototypeBank(3, "location", window=4).window_radius(3) == 1
+
+
+def test_location_window_needs_location_match() -> None:
+    with pytest.raises(ValueError, match="location_window=2 must be >= 0, and > 0 only with prototype_match=location"):
+        PrototypeBank(1, "image", window=2)
 
 
 def test_prototype_sources_name_images_only_without_clustering() -> None:

@@ -55,8 +55,6 @@ class AnomalyDataModule(LightningDataModule):
     ``pose_jitter`` (``{shift, rotation}``, default ``None``) gives every decoded image --
     normals, seen anomalies and test images -- and its mask one random rotation about the
     centre and shift, drawn from ``seed`` and the file's path relative to ``root``.
-    ``pose_augment`` (same form) moves each training item's base normal image to a fresh
-    random pose instead (training only), for parts that move on the line.
     """
 
     def __init__(
@@ -78,7 +76,6 @@ class AnomalyDataModule(LightningDataModule):
         texture_categories: Iterable[str] = (),
         output_dir: str | Path | None = None,
         pose_jitter: Mapping[str, float] | None = None,
-        pose_augment: Mapping[str, float] | None = None,
         val_normals: float | int = 0,
     ) -> None:
         super().__init__()
@@ -105,7 +102,6 @@ class AnomalyDataModule(LightningDataModule):
         self.texture_categories = tuple(str(name) for name in texture_categories)
         self.output_dir = None if output_dir is None else Path(output_dir).expanduser()
         self.pose_jitter = checked_pose_jitter(pose_jitter)
-        self.pose_augment = checked_pose_jitter(pose_augment, "dataset.pose_augment")
         self.val_normals = val_normals  # checked against the number of normals when the split is resolved
         self.pool: TrainingPool | None = None
         self._split: ResolvedSplit | None = None
@@ -180,7 +176,6 @@ class AnomalyDataModule(LightningDataModule):
             "pixel_labels": split.pixel_labels,
             "image_size": list(self.image_size),
             "pose_jitter": None if self.pose_jitter is None else dict(self.pose_jitter),
-            "pose_augment": None if self.pose_augment is None else dict(self.pose_augment),
             "composition": dict(self.composition),
             "counts": {
                 "train_normal": len(split.train_normal),
@@ -231,7 +226,7 @@ class AnomalyDataModule(LightningDataModule):
         # Only the sources a batch draws from are built: a switched-off strategy costs nothing
         # and cannot fail on inputs it would never use (e.g. no DTD folder with HEA off).
         sources = {name: factory(self.pool) for name, factory in self.generators.items() if self.composition.get(name, 0.0) > 0}
-        self._train_set = ComposedTrainingSet(self.pool, sources, self.composition, self.pose_augment)
+        self._train_set = ComposedTrainingSet(self.pool, sources, self.composition)
 
     def _setup_test(self) -> None:
         if self._test_set is not None:

@@ -42,28 +42,21 @@ class PoseParams:
         return self.angle == 0.0 and self.dx == 0.0 and self.dy == 0.0
 
 
-def checked_pose_jitter(value: Mapping[str, Any] | None, option: str = OPTION) -> dict[str, float] | None:
-    """``None`` or ``{shift, rotation}`` as floats; missing keys are 0, anything else is a config error naming ``option``."""
+def checked_pose_jitter(value: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """``None`` or ``{shift, rotation}`` as floats; missing keys are 0, anything else is a config error."""
     if value is None:
         return None
-    name = option.split(".")[-1]
     if not isinstance(value, Mapping):
         raise DatasetError(
-            f"{option}={value!r} must be null or a mapping like {{shift: 0.1, rotation: 30}} "
-            f"(e.g. '{name}={{shift:0.1,rotation:30}}' on the command line)."
+            f"{OPTION}={value!r} must be null or a mapping like {{shift: 0.1, rotation: 30}} "
+            f"(e.g. 'pose_jitter={{shift:0.1,rotation:30}}' on the command line)."
         )
     unknown = sorted(str(key) for key in value if key not in ("shift", "rotation"))
     if unknown:
-        raise DatasetError(f"{option} has unknown keys {unknown}; use only shift and rotation, e.g. {{shift: 0.1, rotation: 30}}.")
-    shift = _checked_amount(value.get("shift", 0.0), f"{option}.shift", MAX_SHIFT, "a fraction of the image side, e.g. 0.1")
-    rotation = _checked_amount(value.get("rotation", 0.0), f"{option}.rotation", MAX_ROTATION, "degrees, e.g. 30")
+        raise DatasetError(f"{OPTION} has unknown keys {unknown}; use only shift and rotation, e.g. {{shift: 0.1, rotation: 30}}.")
+    shift = _checked_amount(value.get("shift", 0.0), f"{OPTION}.shift", MAX_SHIFT, "a fraction of the image side, e.g. 0.1")
+    rotation = _checked_amount(value.get("rotation", 0.0), f"{OPTION}.rotation", MAX_ROTATION, "degrees, e.g. 30")
     return {"shift": shift, "rotation": rotation}
-
-
-def random_pose(rng: np.random.Generator, shift: float, rotation: float) -> PoseParams:
-    """A fresh pose drawn like :func:`jitter_params`, from ``rng`` (training-time augmentation)."""
-    angle, dx, dy = rng.uniform(-1.0, 1.0, size=3)
-    return PoseParams(angle=float(angle * rotation), dx=float(dx * shift), dy=float(dy * shift))
 
 
 def jitter_params(key: str, seed: int, shift: float, rotation: float) -> PoseParams:

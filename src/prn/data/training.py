@@ -18,13 +18,11 @@ import torch
 from torch.utils.data import Dataset
 
 from prn.data.errors import DatasetError
-from prn.data.pose_jitter import apply_pose, random_pose
 from prn.data.types import AnomalySource, NormalImage, TrainingPool
 
 NORMAL = "normal"
 SEEN = "seen"
 NO_BASE = -1  # a seen anomaly is not built on a normal training image
-POSE_STREAM = 0x5EED  # second word of the pose augmentation's seed: apart from the item's own draws
 BUILTIN_SOURCES = (NORMAL, SEEN)
 COMPOSITION_OPTION = "dataset.composition"
 
@@ -195,14 +193,12 @@ class ComposedTrainingSet(Dataset):
         pool: TrainingPool,
         sources: Mapping[str, AnomalySource] | None = None,
         composition: Mapping[str, float] | None = None,
-        pose_augment: Mapping[str, float] | None = None,
     ) -> None:
         sources = dict(sources or {})
         clashes = sorted(set(sources) & set(BUILTIN_SOURCES))
         if clashes:
             raise DatasetError(f"dataset.generators may not be named {clashes}: those names are built in; rename them.")
         self.pool = pool
-        self.pose_augment = pose_augment  # {shift, rotation}: every item's base normal in a fresh pose
         self.sources: dict[str, AnomalySource] = {NORMAL: self._normal, SEEN: self._seen, **sources}
         if composition is not None:
             fractions = validate_composition(composition, self.sources)
@@ -216,7 +212,7 @@ class ComposedTrainingSet(Dataset):
         name, index, seed = plan
         if name not in self.sources:
             raise DatasetError(f"unknown training source {name!r}; available: {sorted(self.sources)}.")
-        image, mask = self.sources[name](self._base(index, seed), np.random.default_rng(seed))
+        image, mask = self.sources[name](self.pool.normals[index], np.random.default_rng(seed))
         self._check_output(name, image, mask)
         return {
             "image": image_tensor(image),
@@ -225,18 +221,6 @@ class ComposedTrainingSet(Dataset):
             "source": name,
             "base": torch.tensor(NO_BASE if name == SEEN else index, dtype=torch.int64),  # for leave-self-out prototypes
         }
-
-    def _base(self, index: int, seed: int) -> NormalImage:
-        """The normal the item is built on, moved to a random pose (and its foreground with it) under ``pose_augment``.
-
-        The pose has its own random stream, so the source draws the same anomaly with or without it.
-        """
-        base = self.pool.normals[index]
-        if self.pose_augment is None:
-            return base
-        pose = random_pose(np.random.default_rng([seed, POSE_STREAM]), self.pose_augment["shift"], self.pose_augment["rotation"])
-        image, foreground = apply_pose(base.image, base.foreground, pose)
-        return NormalImage(image, foreground)
 
     @staticmethod
     def _normal(base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -55,18 +55,20 @@ class PRNet(nn.Module):
 
     def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
                  use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
-                 msa_reduction: int = 4, prototype_match: str = "image") -> None:
+                 msa_reduction: int = 4, prototype_match: str = "image", location_window: int = 0,
+                 location_candidates: int = 8) -> None:
         super().__init__()
         self.config = {
             "encoder_weights": encoder_weights, "allow_random_fallback": allow_random_fallback, "use_mp": use_mp,
             "use_msa": use_msa, "use_mf": use_mf, "msa_depth": msa_depth, "msa_reduction": msa_reduction,
-            "prototype_match": prototype_match,
+            "prototype_match": prototype_match, "location_window": location_window, "location_candidates": location_candidates,
         }  # the constructor's arguments: a checkpoint rebuilds the network from them
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
         skip_channels = self.encoder.channels[:3]
         branch_channels = tuple(2 * c for c in skip_channels) if use_mp else skip_channels
-        self.prototypes = PrototypeBank(len(skip_channels), prototype_match) if use_mp else None
+        self.prototypes = (PrototypeBank(len(skip_channels), prototype_match, location_window, location_candidates)
+                           if use_mp else None)
         self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
         self.residual_fusion = MultiScaleFusion(skip_channels) if use_mf and use_mp else None
         self.msa = nn.ModuleList(MSAStack(c, msa_depth, reduction=msa_reduction) for c in branch_channels) if use_msa else None

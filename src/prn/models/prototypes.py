@@ -29,6 +29,7 @@ on the data set and is only known after clustering.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -216,6 +217,44 @@ def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: T
     return distances.argmin(2).T.reshape(b, h, w)
 
 
+def nearest_whole_maps(features: Tensor, prototypes: Tensor, count: int, forbidden: Tensor | None = None) -> Tensor:
+    """``[B, count]`` indices of the whole prototype maps nearest to each ``[B, c, h, w]`` map (float32)."""
+    queries, keys = features.flatten(1).float(), prototypes.flatten(1).float()
+    distances = keys.pow(2).sum(1)[None] - 2.0 * queries @ keys.T  # [B, K]; ||f||^2 is constant in k
+    if forbidden is not None:
+        distances = distances.masked_fill(forbidden, float("inf"))
+    return distances.topk(min(count, keys.shape[0]), dim=1, largest=False).indices
+
+
+def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tensor:
+    """``[B, c, h, w]``: at each location x, the vector nearest to F(x) among the ``[B, M, c, h, w]``
+    candidate maps at every location within ``radius`` cells of x (a square window; the border repeats).
+
+    One pass per window offset keeps one ``[B, h, w, M]`` distance map in memory; the chosen
+    vectors are gathered once at the end.
+    """
+    b, m, c, h, w = candidates.shape
+    side = 2 * radius + 1
+    padded = nn.functional.pad(candidates.reshape(b, m * c, h, w), (radius,) * 4, mode="replicate")
+    padded = padded.view(b, m, c, h + 2 * radius, w + 2 * radius).permute(0, 3, 4, 1, 2).contiguous()  # [B, H, W, M, c]
+    norms = padded.pow(2).sum(-1)
+    queries = features.permute(0, 2, 3, 1)[..., None]  # [B, h, w, c, 1]
+    best = torch.full((b, h, w), float("inf"), device=features.device)
+    best_offset = torch.zeros((b, h, w), dtype=torch.long, device=features.device)
+    best_map = torch.zeros_like(best_offset)
+    for offset in range(side * side):
+        dy, dx = divmod(offset, side)
+        distance = norms[:, dy:dy + h, dx:dx + w] - 2.0 * torch.matmul(padded[:, dy:dy + h, dx:dx + w], queries)[..., 0]
+        distance, index = distance.min(-1)
+        better = distance < best
+        best = torch.where(better, distance, best)
+        best_map = torch.where(better, index, best_map)
+        best_offset = torch.where(better, offset, best_offset)
+    rows = torch.arange(h, device=features.device)[None, :, None] + best_offset // side
+    cols = torch.arange(w, device=features.device)[None, None, :] + best_offset % side
+    return padded[torch.arange(b, device=features.device)[:, None, None], rows, cols, best_map].permute(0, 3, 1, 2)
+
+
 def _require_same_map_shape(features: Tensor, prototypes: Tensor) -> None:
     if features.shape[1:] != prototypes.shape[1:]:
         raise ValueError(f"feature map {tuple(features.shape[1:])} does not match prototypes "
@@ -230,12 +269,17 @@ class PrototypeBank(nn.Module):
     ``match="location"``: ``[K, c, h, w]`` whole maps, P*(x) = P_k(x) for the k nearest at x.
     """
 
-    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image") -> None:
+    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 8) -> None:
         super().__init__()
         if match not in MATCHES:
             raise ValueError(f"model.net.prototype_match={match!r} must be one of {list(MATCHES)}")
+        if window < 0 or (window > 0 and match != "location"):
+            raise ValueError(f"model.net.location_window={window} must be >= 0, and > 0 only with prototype_match=location")
+        if candidates < 1:
+            raise ValueError(f"model.net.location_candidates={candidates} must be >= 1")
         self.num_scales = num_scales
         self.match = match
+        self.window, self.candidates = window, candidates
         for name in self.buffer_names:
             self.register_buffer(name, torch.empty(0, 0, 0, 0))
         for name in self.source_names:
@@ -289,9 +333,15 @@ class PrototypeBank(nn.Module):
         if not self.is_fitted:
             raise RuntimeError("PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
                                "set_prototypes) before training/inference with use_mp=True")
-        residual = {"image": self._scale_residual, "patch": self._patch_residual, "location": self._location_residual}[self.match]
-        return [residual(f, p, excluded_prototypes(exclude, s))
-                for f, p, s in zip(features, self.prototypes(), self.sources(), strict=True)]
+        return [self._residual(scale, f, p, excluded_prototypes(exclude, s))
+                for scale, (f, p, s) in enumerate(zip(features, self.prototypes(), self.sources(), strict=True), start=1)]
+
+    def _residual(self, scale: int, features: Tensor, prototypes: Tensor, forbidden: Tensor | None) -> Tensor:
+        if self.match == "image":
+            return self._scale_residual(features, prototypes, forbidden)
+        if self.match == "patch":
+            return self._patch_residual(features, prototypes, forbidden)
+        return self._location_residual(features, prototypes, forbidden, self.window_radius(scale))
 
     def _location_keys(self, prototypes: Tensor) -> Tensor | None:
         """``location_major(prototypes)``, computed once per prototype tensor (the transpose costs more than
@@ -306,9 +356,22 @@ class PrototypeBank(nn.Module):
             cache[key] = location_major(prototypes.float())  # as large as the prototypes themselves
         return cache[key]
 
-    def _location_residual(self, features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None) -> Tensor:
-        """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x."""
+    def window_radius(self, scale: int) -> int:
+        """Search radius at ``scale`` (1 = layer1): ``window`` layer1 cells, the same image distance at coarser scales."""
+        return math.ceil(self.window / 2 ** (scale - 1))
+
+    def _location_residual(self, features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None, radius: int = 0) -> Tensor:
+        """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x.
+
+        With ``window`` > 0: among the ``candidates`` whole maps nearest to F, at any location
+        within ``radius`` cells of x (the part may sit a few cells away).
+        """
         _require_same_map_shape(features, prototypes)
+        if self.window > 0:
+            with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+                nearest = nearest_whole_maps(features, prototypes, self.candidates, forbidden)
+                chosen = nearest_in_window(features.float(), prototypes[nearest], radius)
+            return (features - chosen.to(features.dtype)).abs()
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
             nearest = nearest_prototype_per_location(features.float(), prototypes.float(), self._location_keys(prototypes), forbidden)
         b, c, h, w = features.shape
