@@ -49,10 +49,11 @@ def spread_logits(net: PRNet, images: torch.Tensor, mean: float = -3.0, std: flo
         head.bias.copy_((head.bias - logits.mean()) * gain + mean)
 
 
-def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image") -> PRNModule:
+def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image", location_window: int = 0) -> PRNModule:
     torch.manual_seed(0)
     h, w = size
-    module = PRNModule(PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match), top_k=10,
+    net = PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match, location_window=location_window, location_candidates=2)
+    module = PRNModule(net, top_k=10,
                        data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0})
     scales = [(64, 4), (128, 8), (256, 16)]
     if prototype_match in ("image", "location"):  # three whole maps per scale

@@ -12,7 +12,9 @@ assumes the part sits at the same place in every image; when it shifts or turns,
 whole map fits and the residual is large everywhere, while the nearest patch still fits.
 ``match="location"`` sits between the two: the prototypes are whole maps as in the paper, but
 each location takes its residual to whichever prototype is nearest *at that location*, so
-different parts of an image may match different normal images (poses).
+different parts of an image may match different normal images (poses). With a ``window``,
+a location may also take the vector a few cells away in the few whole maps nearest to the
+image, for parts that move by more than the spacing between the normal images' poses.
 
 Leave-self-out: a bank whose prototypes are single normal images (``ratio=1.0``, or patch
 coresets) would let every training sample match *itself*, since training samples are built on
@@ -266,7 +268,9 @@ class PrototypeBank(nn.Module):
 
     ``match="image"`` (the paper): ``[K, c, h, w]`` whole maps, P* = the nearest whole map.
     ``match="patch"``: ``[M, c]`` location vectors, P*(x) = the nearest vector to F(x).
-    ``match="location"``: ``[K, c, h, w]`` whole maps, P*(x) = P_k(x) for the k nearest at x.
+    ``match="location"``: ``[K, c, h, w]`` whole maps, P*(x) = P_k(x) for the k nearest at x;
+    with ``window`` r > 0, P*(x) = P_k(x + d) for the k among the ``candidates`` whole maps
+    nearest to F and the offset |d| <= r cells nearest at x.
     """
 
     def __init__(self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 8) -> None:
