@@ -56,7 +56,7 @@ class PRNet(nn.Module):
     def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
                  use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
                  msa_reduction: int = 4, prototype_match: str = "image", location_window: int = 0,
-                 location_candidates: int = 8) -> None:
+                 location_candidates: int = 4) -> None:
         super().__init__()
         self.config = {
             "encoder_weights": encoder_weights, "allow_random_fallback": allow_random_fallback, "use_mp": use_mp,

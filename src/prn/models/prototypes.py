@@ -273,7 +273,7 @@ class PrototypeBank(nn.Module):
     nearest to F and the offset |d| <= r cells nearest at x.
     """
 
-    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 8) -> None:
+    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 4) -> None:
         super().__init__()
         if match not in MATCHES:
             raise ValueError(f"model.net.prototype_match={match!r} must be one of {list(MATCHES)}")
