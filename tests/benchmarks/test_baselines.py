@@ -88,7 +88,7 @@ def test_patchcore_setup_weights_override_timings_and_maps(run):
     assert result["fit_seconds"] > 0 and result["ms_per_image"] > 0
     assert len(result["maps"]) == 3 and all(Path(path).is_file() for path in result["maps"])
     assert any("_good_" in Path(path).name for path in result["maps"])
-    assert set(result["per_defect"]) == {"crack", "hole"} and "image_auroc" in result["per_defect"]["crack"], \
+    assert set(result["per_defect"]) == {"crack", "hole"} and "image_auroc" in result["per_defect"]["crack"]["metrics"], \
         "per defect type, like prn's results.json"
 
 
