@@ -42,15 +42,15 @@ def test_training_step_keeps_each_sample_from_matching_its_own_base_image():
     net = PRNet(encoder_weights=None, msa_depth=1)
     images = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     net.set_prototypes(build_prototypes(net.prototype_features(images), ratio=1.0), [torch.arange(3)] * 3)
-    batch = {"image": images, "mask": torch.zeros(3, 1, 128, 128), "base": torch.tensor([2, 0, -1])}
+    batch = {"image": images, "mask": torch.zeros(3, 1, 128, 128), "base": torch.tensor([2, 1, -1])}
     seen = []
     original = net.prototypes.residuals
     net.prototypes.residuals = lambda features, exclude=None: seen.append(exclude) or original(features, exclude)
     PRNModule(net).training_step(batch, 0)
     PRNModule(net, leave_self_out=False).training_step(batch, 0)
-    assert seen[0].tolist() == [2, 0, -1] and seen[1] is None
+    assert seen[0].tolist() == [2, 1, -1] and seen[1] is None
     residual = original(net.prototype_features(images), seen[0])[0]
-    assert residual[0].sum() == 0 and residual[1].sum() > 0 and residual[2].sum() == 0, "only sample 1 (base 0 = itself) is kept from itself"
+    assert residual[0].sum() == 0 and residual[1].sum() > 0 and residual[2].sum() == 0, "only sample 1 (built on image 1) is kept from itself"
 
 
 def test_optimizer_is_adam_with_paper_settings_over_trainable_parameters_only():
