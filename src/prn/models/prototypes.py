@@ -166,33 +166,40 @@ def excluded_prototypes(exclude: Tensor | None, sources: Tensor) -> Tensor | Non
 
 
 def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int = DISTANCE_CHUNK,
-                              forbidden: Tensor | None = None) -> Tensor:
-    """argmin_k ||f - p_k||_2 for flattened [B, D] features vs [K, D] prototypes, skipping
-    the ``[B, K]`` ``forbidden`` pairs (unless a row forbids every prototype).
+                              forbidden: Tensor | None = None, count: int | None = None) -> Tensor:
+    """argmin_k ||f - p_k||_2 for flattened [N, D] features vs [K, D] prototypes: ``[N]``, or with
+    ``count`` the ``count`` nearest in order, ``[N, count]``.
+
+    ``forbidden`` (``[G, K]``, N = G x r) keeps rows g*r .. g*r + r - 1 from the prototypes
+    forbidden in its row g: one row per image, whose r locations follow each other (patch match),
+    or r = 1 (whole maps); a row that forbids every prototype gets one of them anyway.
 
     Uses ||f||^2 - 2 f.p + ||p||^2 (one matmul per chunk of prototypes) instead of
-    materialising the B x K x D differences. Always in float32, autocast switched off:
+    materialising the N x K x D differences. Always in float32, autocast switched off:
     bf16 rounds f.p by more than the gaps between prototype distances (on MVTec bottle at
     256², K = 12, a bf16 matmul picked another prototype for 10, 10 and 20 of 42 test images
     at scales 1, 2, 3; bf16 features with a float32 matmul picked the same).
     """
     with torch.autocast(features.device.type, enabled=False):
-        return _nearest_in_float32(features.float(), prototypes.float(), chunk, forbidden)
+        nearest = _nearest_in_float32(features.float(), prototypes.float(), chunk, forbidden, count or 1)
+    return nearest[:, 0] if count is None else nearest
 
 
-def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None) -> Tensor:
-    best_distance = torch.full((features.shape[0],), float("inf"), device=features.device)
-    best_index = torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
+def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None, count: int) -> Tensor:
+    rows = features.shape[0]
+    best_distance = torch.empty(rows, 0, device=features.device)
+    best_index = torch.empty(rows, 0, dtype=torch.long, device=features.device)
     feature_norms = features.pow(2).sum(1, keepdim=True)
     for start in range(0, prototypes.shape[0], chunk):
         block = prototypes[start:start + chunk]
         distances = feature_norms - 2.0 * features @ block.T + block.pow(2).sum(1)[None]
-        if forbidden is not None:
-            distances = distances.masked_fill(forbidden[:, start:start + chunk], float("inf"))
-        chunk_distance, chunk_index = distances.min(1)
-        improved = chunk_distance < best_distance
-        best_distance = torch.where(improved, chunk_distance, best_distance)
-        best_index = torch.where(improved, chunk_index + start, best_index)
+        if forbidden is not None:  # broadcast each image's row over its locations: no [N, K] mask is built
+            grouped = distances.view(forbidden.shape[0], -1, block.shape[0])
+            distances = grouped.masked_fill(forbidden[:, None, start:start + chunk], float("inf")).view(rows, -1)
+        chunk_distance, chunk_index = distances.topk(min(count, block.shape[0]), dim=1, largest=False)
+        best_distance, order = torch.cat([best_distance, chunk_distance], 1).topk(
+            min(count, best_distance.shape[1] + chunk_distance.shape[1]), dim=1, largest=False)
+        best_index = torch.cat([best_index, chunk_index + start], 1).gather(1, order)
     return best_index
 
 
@@ -221,11 +228,7 @@ def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: T
 
 def nearest_whole_maps(features: Tensor, prototypes: Tensor, count: int, forbidden: Tensor | None = None) -> Tensor:
     """``[B, count]`` indices of the whole prototype maps nearest to each ``[B, c, h, w]`` map (float32)."""
-    queries, keys = features.flatten(1).float(), prototypes.flatten(1).float()
-    distances = keys.pow(2).sum(1)[None] - 2.0 * queries @ keys.T  # [B, K]; ||f||^2 is constant in k
-    if forbidden is not None:
-        distances = distances.masked_fill(forbidden, float("inf"))
-    return distances.topk(min(count, keys.shape[0]), dim=1, largest=False).indices
+    return nearest_prototype_indices(features.flatten(1), prototypes.flatten(1), forbidden=forbidden, count=count)
 
 
 def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tensor:
@@ -389,9 +392,7 @@ class PrototypeBank(nn.Module):
         if features.shape[1] != bank.shape[1]:
             raise ValueError(f"feature maps have {features.shape[1]} channels but the patch bank {bank.shape[1]}")
         b, c, h, w = features.shape
-        queries = patch_vectors(features)
-        if forbidden is not None:  # one row per location, image by image as in patch_vectors
-            forbidden = forbidden.repeat_interleave(h * w, dim=0)
+        queries = patch_vectors(features)  # image by image: each image's row of ``forbidden`` covers its h*w locations
         with torch.no_grad():
             nearest = nearest_prototype_indices(queries.float(), bank, PATCH_CHUNK, forbidden)
         residual = (queries - bank[nearest].to(features.dtype)).abs()
