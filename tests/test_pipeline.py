@@ -59,6 +59,16 @@ def test_held_out_normals_calibrate_a_threshold_that_the_test_report_uses(traine
     assert set(decided["recall_per_defect_type"]) == anomalous_types and anomalous_types
 
 
+def test_score_is_chosen_on_held_out_normals_and_generated_anomalies_and_travels_with_the_checkpoint(trained):
+    cfg, result = trained
+    chosen = result["score"]["chosen_on_held_out"]
+    assert chosen["num_normals"] == 2 and chosen["num_anomalies"] == 2 and len(chosen["candidates"]) == 16
+    assert (result["score"]["map_sigma"], result["score"]["top_k"]) == (chosen["map_sigma"], chosen["top_k"])
+    module = module_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert (module.hparams.map_sigma, module.hparams.top_k) == (chosen["map_sigma"], chosen["top_k"])
+    assert module.score_choice.to_dict() == chosen
+
+
 def test_checkpoint_carries_prototypes(trained):
     cfg, _ = trained
     state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]

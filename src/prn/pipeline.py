@@ -46,6 +46,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
+    if cfg.get("select_score", False):
+        select_score(module, datamodule)
     module.calibration = calibrate(module, datamodule, cfg.threshold.fpr)
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(checkpoint, weights_only=False)  # optimiser state too: resume= needs it
@@ -106,6 +108,20 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
     return {"images": writer.count, "skipped": writer.skipped, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2),
             "image_threshold": writer.image_threshold, "checkpoint": str(ckpt)}
+
+
+def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
+    """Choose map smoothing and top-k on held-out normals and anomalies generated on them; keep the configured ones without."""
+    loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
+    if loader is None:
+        log.info("No held-out normals or no generated anomalies: the configured score is kept (top_k=%d, map_sigma=%g)",
+                 module.hparams.top_k, module.hparams.map_sigma)
+        return
+    choice = module.choose_score(loader)
+    module.apply_score_choice(choice)
+    log.info("Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d "
+             "(validation image AUROC %.4f, pixel AUROC %s)", choice.num_normals, choice.num_anomalies, choice.map_sigma,
+             choice.top_k, choice.val_image_auroc, "n/a" if choice.val_pixel_auroc is None else f"{choice.val_pixel_auroc:.4f}")
 
 
 def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) -> Calibration | None:
@@ -226,6 +242,8 @@ def _report(
         **header,
         "metrics": module.test_results,
         "per_defect": module.metrics.per_defect,  # each defect type against all good images
+        "score": {"top_k": module.hparams.top_k, "map_sigma": module.hparams.get("map_sigma", 0.0),
+                  "chosen_on_held_out": None if module.score_choice is None else module.score_choice.to_dict()},
         "calibration": None if module.calibration is None else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
         "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),

@@ -36,6 +36,8 @@ from prn.data.training import (
 from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPool
 from prn.utils.io import write_json_atomically
 
+SELECTION_STREAM = 1009  # seeds the anomalies generated on held-out normals apart from the training batches
+
 log = logging.getLogger(__name__)
 
 Scanner = Callable[[Path, str], DatasetSplit]
@@ -155,6 +157,27 @@ class AnomalyDataModule(LightningDataModule):
             return None
         images, _ = self._decode(records, with_masks=False)
         return self._loader(EvalImageSet(records, images, [None] * len(records)), batch_size=self.eval_batch_size, shuffle=False)
+
+    def selection_dataloader(self) -> DataLoader | None:
+        """Held-out normals and one generated anomaly built on each (with its mask): where the image score and map
+        smoothing are chosen (``prn.score_selection``). None without held-out normals or generated anomalies."""
+        records = self.split.val_normal
+        self._setup_fit()
+        generators = sorted(name for name in self._train_set.sources if name not in BUILTIN_SOURCES)
+        if not records or not generators:
+            return None
+        images, _ = self._decode(records, with_masks=False)
+        bases = [NormalImage(image, foreground) for image, foreground in zip(images, self._foregrounds(images))]
+        anomalies, masks, anomaly_records = [], [], []
+        for index, (record, base) in enumerate(zip(records, bases)):
+            name = generators[index % len(generators)]
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SELECTION_STREAM, index]))
+            image, mask = self._train_set.sources[name](base, rng)
+            anomalies.append(image)
+            masks.append(np.asarray(mask, dtype=np.float32))
+            anomaly_records.append(Record(record.image_path, 1, None, f"generated_{name}"))
+        selection = EvalImageSet([*records, *anomaly_records], [*images, *anomalies], [None] * len(records) + masks)
+        return self._loader(selection, batch_size=self.eval_batch_size, shuffle=False)
 
     @property
     def split(self) -> ResolvedSplit:

@@ -2,8 +2,9 @@
 
 At ``setup("fit")`` the frozen layer1–3 features of every normal training image are
 clustered with FAISS k-means, per scale (``model.net.prototype_match=image``, the paper),
-or reduced to a coreset of location vectors (``prototype_match=patch``); the result
-becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
+or reduced to a coreset of location vectors (``prototype_match=patch``); with
+``model.net.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``).
+The result becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import lightning as L
 import torch
 
 from prn.models import build_patch_banks, build_prototypes
+from prn.models.patch_memory import build_patch_memory, median_normal_distance
 from prn.models.prototypes import kmeans_uses_gpu, prototype_sources
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,18 @@ class PrototypeCallback(L.Callback):
     """Fills ``net.prototypes`` from the datamodule's normal training images."""
 
     def __init__(self, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None, refit: bool = False,
-                 patch_ratio: float = 0.01, max_patches: int = 4096, max_candidates: int = 100_000) -> None:
+                 patch_ratio: float = 0.01, max_patches: int = 4096, max_candidates: int = 100_000,
+                 memory_ratio: float = 0.01, max_memory: int = 16_384, memory_candidates: int = 200_000) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering")
         if not 0.0 < patch_ratio <= 1.0:
             raise ValueError(f"prototypes.patch_ratio must be in (0, 1], got {patch_ratio}: PatchCore keeps 0.01 of the locations")
         self.ratio = ratio
+        if not 0.0 < memory_ratio <= 1.0:
+            raise ValueError(f"prototypes.memory_ratio must be in (0, 1], got {memory_ratio}: a fraction of all normal locations")
         self.patch_ratio, self.max_patches, self.max_candidates = patch_ratio, max_patches, max_candidates
+        self.memory_ratio, self.max_memory, self.memory_candidates = memory_ratio, max_memory, memory_candidates
+        self.memory_seconds = 0.0
         self.iterations = iterations
         self.seed = seed
         self.use_gpu = use_gpu
@@ -42,7 +49,8 @@ class PrototypeCallback(L.Callback):
         net = pl_module.net
         if stage != "fit" or not net.needs_prototypes:
             return
-        if net.prototypes.is_fitted and not self.refit:
+        memory = net.patch_memory
+        if net.prototypes.is_fitted and (memory is None or memory.is_fitted) and not self.refit:
             log.info("Prototypes already present (from a checkpoint): not recomputed")
             return
         datamodule = trainer.datamodule
@@ -63,6 +71,20 @@ class PrototypeCallback(L.Callback):
             [p.shape[0] for p in prototypes], features[0].shape[0], self.seconds,
             " (k-means on the GPU)" if self.kmeans_on_gpu else "",
         )
+        if memory is not None:
+            self._fit_memory(memory, features, trainer.strategy.root_device)
+
+    def _fit_memory(self, memory: torch.nn.Module, features: list[torch.Tensor], device: torch.device) -> None:
+        """Coreset of the normal images' PatchCore descriptors, and the median normal distance (leave-self-out) as its unit."""
+        start = time.perf_counter()
+        descriptors = memory.descriptors([f.to(device) for f in features])
+        vectors, sources = build_patch_memory(descriptors, self.memory_ratio, self.max_memory, self.memory_candidates, self.seed)
+        scale = median_normal_distance(descriptors, vectors, sources, self.seed)
+        memory.set_memory(vectors, sources, scale)
+        self.memory_seconds = time.perf_counter() - start
+        log.info("Patch memory: %d of %d normal descriptors (%d channels), median normal distance %.3f, in %.1f s",
+                 vectors.shape[0], descriptors.shape[0] * descriptors.shape[2] * descriptors.shape[3], vectors.shape[1],
+                 scale, self.memory_seconds)
 
     @torch.no_grad()
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:

@@ -22,11 +22,13 @@ from prn.calibration import Calibration
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
 from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
+from prn.score_selection import ScoreChoice, choose_score
 from prn.utils.hardware import warn_if_bf16_is_emulated
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 CALIBRATION_KEY = "prn_calibration"
+SCORE_CHOICE_KEY = "prn_score_choice"
 PAPER_OPTIMIZER: OptimizerFactory = partial(torch.optim.Adam, lr=1e-4, weight_decay=1e-2)
 
 
@@ -65,6 +67,7 @@ class PRNModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         loss: nn.Module | None = None,
         top_k: int = 100,
+        map_sigma: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
         leave_self_out: bool = True,
@@ -77,7 +80,8 @@ class PRNModule(L.LightningModule):
         net = net if net is not None else PRNet(**net_config)
         saved_net_config = {**net.config, "encoder_weights": None, "allow_random_fallback": False}  # weights: in the state dict
         self.save_hyperparameters({"net_config": saved_net_config, "encoder_weights": net.config["encoder_weights"],
-                                   "data_config": data_config, "top_k": top_k, "channels_last": channels_last})
+                                   "data_config": data_config, "top_k": top_k, "map_sigma": map_sigma,
+                                   "channels_last": channels_last})
         self.net = net
         self.compile_training = compile  # a run option, not part of the model: not saved in the checkpoint
         self.leave_self_out = leave_self_out  # training only (prn.models.prototypes): not saved either
@@ -92,14 +96,24 @@ class PRNModule(L.LightningModule):
         self.inference_seconds = 0.0
         self.inference_images = 0
         self.calibration: Calibration | None = None  # fitted on held-out normals after training (prn.calibration)
+        self.score_choice: ScoreChoice | None = None  # top_k and map_sigma chosen on held-out data (prn.score_selection)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.calibration is not None:
             checkpoint[CALIBRATION_KEY] = self.calibration.to_dict()
+        if self.score_choice is not None:
+            checkpoint[SCORE_CHOICE_KEY] = self.score_choice.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CALIBRATION_KEY)
         self.calibration = None if saved is None else Calibration.from_dict(saved)
+        choice = checkpoint.get(SCORE_CHOICE_KEY)
+        self.score_choice = None if choice is None else ScoreChoice.from_dict(choice)
+
+    def apply_score_choice(self, choice: ScoreChoice) -> None:
+        """Score with the chosen map smoothing and top-k from now on (hyper-parameters: checkpoints keep them)."""
+        self.score_choice = choice
+        self.hparams.top_k, self.hparams.map_sigma = choice.top_k, choice.map_sigma
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:
@@ -119,7 +133,8 @@ class PRNModule(L.LightningModule):
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
         with torch.autocast(images.device.type, enabled=False):
-            return anomaly_maps_and_scores(self.net, self._as_input(images.float()), self.hparams.top_k)
+            return anomaly_maps_and_scores(self.net, self._as_input(images.float()), self.hparams.top_k,
+                                           self.hparams.get("map_sigma", 0.0))
 
     def _as_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the memory format of the weights (NHWC when ``channels_last``)."""
@@ -190,6 +205,20 @@ class PRNModule(L.LightningModule):
             maxima.extend(maps.flatten(1).amax(dim=1).float().cpu().tolist())
         self.train(was_training)
         return scores, maxima
+
+    @torch.no_grad()
+    def choose_score(self, loader: Iterable[dict[str, Any]]) -> ScoreChoice:
+        """Pick map smoothing and top-k on held-out normals and generated anomalies (:func:`prn.score_selection.choose_score`)."""
+        was_training, device = self.training, next(self.net.parameters()).device
+        self.eval()
+        maps, masks, labels = [], [], []
+        for batch in loader:
+            with torch.autocast(device.type, enabled=False):
+                maps.append(anomaly_maps(self.net, self._as_input(batch["image"].to(device).float())).float().cpu())
+            masks.append(batch["mask"])
+            labels.append(batch["label"])
+        self.train(was_training)
+        return choose_score(torch.cat(maps), torch.cat(masks), torch.cat(labels))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         maps, scores = self.predict_maps_and_scores(batch["image"])

@@ -2,6 +2,8 @@
 
   F_j = encoder layer j (j = 1..3, frozen; layer4 trainable feeds the decoder)
   MP : D_j = |F_j - P*_j|                     (prototypes.PrototypeBank)
+       with patch_memory: D_j = W_j [D_j, d_j]  (patch_memory.PatchMemory: d = PatchCore's distance map,
+                                                resized to scale j; W_j a 1x1 conv, identity on D_j at start)
   MF : F* = MF_F(F), D* = MF_D(D)             (fusion.MultiScaleFusion)
        C*_j = concat(F*_j, D*_j)  (2c_j ch; c_j ch without MP)
   MSA: T_j = MSAStack_j(C*_j)                 (attention.MSAStack, depth 3)
@@ -24,6 +26,7 @@ from prn.models.attention import MSAStack
 from prn.models.decoder import UNetDecoder
 from prn.models.encoder import ResNet18Encoder
 from prn.models.fusion import MultiScaleFusion
+from prn.models.patch_memory import MEMORY_LAYERS, PatchMemory
 from prn.models.prototypes import PrototypeBank
 
 SIZE_MULTIPLE = 128  # layer3 (H/16) must split into 8x8 MSA patches
@@ -46,6 +49,25 @@ def _apply(modules: nn.ModuleList | None, maps: Sequence[Tensor]) -> list[Tensor
     return [module(m) for module, m in zip(modules, maps, strict=True)]
 
 
+class ResidualMixer(nn.Module):
+    """W [D, d]: a scale's prototype residual D (c channels) joined by the patch memory's distance d
+    (1 channel, resized to D's grid) through a 1x1 conv that starts as the identity on D, so the
+    network begins as plain PRN and learns where the distance helps."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(channels + 1, channels, kernel_size=1)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, :channels, 0, 0].copy_(torch.eye(channels))
+            self.mix.bias.zero_()
+
+    def forward(self, residual: Tensor, distance: Tensor) -> Tensor:
+        if distance.shape[-2:] != residual.shape[-2:]:
+            distance = nn.functional.interpolate(distance, size=residual.shape[-2:], mode="bilinear", align_corners=False)
+        return self.mix(torch.cat([residual, distance.to(residual.dtype)], dim=1))
+
+
 def _fuse(fusion: MultiScaleFusion | None, maps: Sequence[Tensor]) -> list[Tensor]:
     return list(maps) if fusion is None else fusion(maps)
 
@@ -56,12 +78,14 @@ class PRNet(nn.Module):
     def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
                  use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
                  msa_reduction: int = 4, prototype_match: str = "image", location_window: int = 0,
-                 location_candidates: int = 4) -> None:
+                 location_candidates: int = 4, patch_memory: bool = False,
+                 memory_layers: Sequence[int] = MEMORY_LAYERS) -> None:
         super().__init__()
         self.config = {
             "encoder_weights": encoder_weights, "allow_random_fallback": allow_random_fallback, "use_mp": use_mp,
             "use_msa": use_msa, "use_mf": use_mf, "msa_depth": msa_depth, "msa_reduction": msa_reduction,
             "prototype_match": prototype_match, "location_window": location_window, "location_candidates": location_candidates,
+            "patch_memory": patch_memory, "memory_layers": list(memory_layers),
         }  # the constructor's arguments: a checkpoint rebuilds the network from them
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
@@ -69,6 +93,10 @@ class PRNet(nn.Module):
         branch_channels = tuple(2 * c for c in skip_channels) if use_mp else skip_channels
         self.prototypes = (PrototypeBank(len(skip_channels), prototype_match, location_window, location_candidates)
                            if use_mp else None)
+        if patch_memory and not use_mp:
+            raise ValueError("model.net.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)")
+        self.patch_memory = PatchMemory(memory_layers) if patch_memory else None
+        self.residual_mixers = nn.ModuleList(ResidualMixer(c) for c in skip_channels) if patch_memory else None
         self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
         self.residual_fusion = MultiScaleFusion(skip_channels) if use_mf and use_mp else None
         self.msa = nn.ModuleList(MSAStack(c, msa_depth, reduction=msa_reduction) for c in branch_channels) if use_msa else None
@@ -99,7 +127,11 @@ class PRNet(nn.Module):
         """F_1..3 -> T*_1..3: MP, MF, concat, MSA, MF as switched on."""
         branches = _fuse(self.feature_fusion, features)
         if self.prototypes is not None:
-            residuals = _fuse(self.residual_fusion, self.prototypes.residuals(features, exclude))
+            residuals = self.prototypes.residuals(features, exclude)
+            if self.patch_memory is not None:
+                distance = self.patch_memory(features, exclude)
+                residuals = [mixer(r, distance) for mixer, r in zip(self.residual_mixers, residuals, strict=True)]
+            residuals = _fuse(self.residual_fusion, residuals)
             branches = [torch.cat(pair, dim=1) for pair in zip(branches, residuals, strict=True)]
         return _fuse(self.output_fusion, _apply(self.msa, branches))
 

@@ -126,10 +126,15 @@ def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection
         points = points @ projection.to(points.device)
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(points.shape[0], (1,), generator=generator))
-    nearest = (points - points[chosen[0]]).pow(2).sum(1)
+    norms = points.pow(2).sum(1)
+
+    def squared_distances(index: int) -> Tensor:  # ||p||^2 - 2 p.c + ||c||^2: one mat-vec, no [rows, dim] temporary
+        return (norms - 2.0 * (points @ points[index]) + norms[index]).clamp_(min=0.0)
+
+    nearest = squared_distances(int(chosen[0]))
     for step in range(1, size):
         chosen[step] = int(nearest.argmax())
-        nearest = torch.minimum(nearest, (points - points[chosen[step]]).pow(2).sum(1))
+        nearest = torch.minimum(nearest, squared_distances(int(chosen[step])))
     return chosen
 
 

@@ -41,7 +41,7 @@ def export_checkpoint(ckpt: Path, out: Path, format: str = "torch", max_batch: i
     check_export_options(out, format, precision)
     module = module_from_checkpoint(ckpt).eval()
     image_size = training_image_size(module, ckpt)
-    scorer = AnomalyScorer(module.net, module.hparams.top_k).eval()
+    scorer = AnomalyScorer(module.net, module.hparams.top_k, module.hparams.get("map_sigma", 0.0)).eval()
     metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, *image_size)
@@ -77,9 +77,10 @@ def export_metadata(module: PRNModule, ckpt: Path, image_size: tuple[int, int], 
         "precision": precision,
         "image_size": [height, width],
         "top_k": module.hparams.top_k,
+        "map_sigma": module.hparams.get("map_sigma", 0.0),
         "input": {"name": "images", "shape": ["batch", 3, height, width], "dtype": "float32", "range": [0, 1],
                   "channels": "RGB", "max_batch": max_batch},
-        "outputs": {"maps": "[batch, 1, H, W] anomaly probability in [0, 1]",
+        "outputs": {"maps": "[batch, 1, H, W] anomaly probability in [0, 1], blurred by map_sigma pixels",
                     "scores": "[batch] mean of the top-k map pixels"},
         "preprocessing": {
             "decode": "Pillow; any mode to 8-bit RGB (16-bit gray rescaled to 0..255)",

@@ -6,6 +6,9 @@
   by a multiple of 90° and/or flipped, and cyclically shifted by up to half its size —
   in-distribution content in the wrong place or colour (without the shift, centred
   objects such as bottles would paste their own structure back in place, unseen).
+* Erase (beyond the paper): a piece of the part removed and inpainted from its
+  surroundings (``erased.ErasedAnomalySource``): absences such as cut leads or missing
+  pins, which neither pasted kind teaches.
 
 With TA on, the Perlin blobs are confined to a random target area and cover at least
 ``min_mask_fraction`` of it (``perlin_mask_within``: the threshold drops only as far as
@@ -31,6 +34,7 @@ from prn.data.generation.augment import (
     texture_ops,
     validate_beta,
 )
+from prn.data.generation.erased import ErasedAnomalySource
 from prn.data.generation.perlin import perlin_mask, perlin_mask_within
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
 from prn.data.types import NormalImage, TrainingPool
@@ -87,9 +91,9 @@ class TextureCache:
 
 
 class SimulatedAnomalySource:
-    """``AnomalySource`` for HEA / HOA; with both on each sample picks one at 50/50.
+    """``AnomalySource`` for HEA / HOA / erase; each sample picks one of the kinds switched on, evenly.
 
-    ``usage`` counts how many samples each kind (``"hea"`` / ``"hoa"``) produced.
+    ``usage`` counts how many samples each kind (``"hea"`` / ``"hoa"`` / ``"erase"``) produced.
     ``dtd_dir`` is only read when HEA is on.
     """
 
@@ -106,10 +110,12 @@ class SimulatedAnomalySource:
         target_scale: Sequence[float] = DEFAULT_TARGET_SCALE,
         texture_cache_size: int = 64,
         min_mask_fraction: float = 0.3,
+        use_erase: bool = False,
     ) -> None:
-        self.kinds = [kind for kind, on in (("hea", use_heterologous), ("hoa", use_homologous)) if on]
+        self.kinds = [kind for kind, on in (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase)) if on]
         if not self.kinds:
-            raise ValueError("SimulatedAnomalySource needs generation.hea or generation.hoa on; with both off, leave simulated anomalies out")
+            raise ValueError("SimulatedAnomalySource needs generation.hea, hoa or erase on; with all off, leave simulated anomalies out")
+        self.eraser = ErasedAnomalySource(target_shapes) if use_erase else None
         if use_homologous and not pool.normals:
             raise ValueError(f"Homologous anomalies (generation.hoa) need normal images, but the pool of {pool.category!r} has none")
         self.pool = pool
@@ -126,10 +132,12 @@ class SimulatedAnomalySource:
 
     def __call__(self, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        self.usage[kind] += 1
+        if kind == "erase":
+            return self.eraser(base.image, base.foreground if self.use_target_area else None, rng)
         shape = base.image.shape[:2]
         fill = self._heterologous_fill(shape, rng) if kind == "hea" else self._homologous_fill(base, rng)
         mask = self._anomaly_mask(base, rng)
-        self.usage[kind] += 1
         return blend_anomaly(base.image, fill, mask, sample_beta(self.beta, rng)), mask.astype(np.float32)
 
     def _heterologous_fill(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -54,6 +54,13 @@ def _draw_polygon(canvas: np.ndarray, centre: tuple[int, int], size: float, rng:
 _DRAWERS = {"circle": _draw_circle, "rectangle": _draw_rectangle, "polygon": _draw_polygon}
 
 
+def draw_shape(canvas: np.ndarray, name: str, centre: tuple[int, int], size: float, rng: np.random.Generator) -> None:
+    """Fill one of :data:`TARGET_SHAPES` of diameter / longer side ``size`` around ``centre`` (x, y) with 1s."""
+    if name not in _DRAWERS:
+        raise ValueError(f"shape {name!r} must be one of {TARGET_SHAPES}")
+    _DRAWERS[name](canvas, centre, size, rng)
+
+
 def _validate(shape: tuple[int, int], allowed: np.ndarray | None, shapes: Sequence[str], scale: tuple[float, float]) -> None:
     unknown = [name for name in shapes if name not in _DRAWERS]
     if not shapes or unknown:
@@ -89,7 +96,7 @@ def random_target_area(
         centre = (int(cols[pick]), int(rows[pick]))
         size = float(rng.uniform(*scale)) * extent
         canvas = np.zeros(shape, dtype=np.uint8)
-        _DRAWERS[shapes[int(rng.integers(len(shapes)))]](canvas, centre, size, rng)
+        draw_shape(canvas, shapes[int(rng.integers(len(shapes)))], centre, size, rng)
         area = canvas.astype(bool) & region
         if area.any():
             return area

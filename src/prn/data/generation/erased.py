@@ -1,0 +1,107 @@
+"""Erased anomalies: a piece of the part removed and filled with what surrounds it.
+
+Pasted textures (HEA) and pasted normal content (HOA) only ever *add* something. Many real
+defects are absences: a cut lead, a missing pin or screw, a broken-off corner. This source
+erases a region of a normal image, mostly centred where the part has structure (drawn in
+proportion to the local gradient: leads, pins, edges and corners, not flat areas that would
+not change), and fills it by inpainting from its border (OpenCV's
+Telea method), with grain as strong as the surroundings' so the fill is not unnaturally smooth.
+
+The mask is the part of the region whose pixels actually changed: erasing plain background
+changes nothing and teaches nothing, so such draws are retried, and a mask never labels
+pixels that still look as they did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from prn.data.generation.target_area import TARGET_SHAPES, draw_shape
+
+DEFAULT_ERASE_SCALE = (0.08, 0.3)   # region diameter as a fraction of the object's (or image's) extent
+STRUCTURE_FRACTION = 0.75           # draws centred in proportion to the gradient (the rest uniformly on the part)
+MIN_CHANGE = 0.08                   # a pixel counts as erased when it moved by this share of the image's range
+MIN_ERASED_FRACTION = 0.0015      # of the image: smaller removals are redrawn (at 256 px, about 100 pixels)
+MAX_ERASE_ATTEMPTS = 8
+INPAINT_RADIUS = 5
+
+
+def structure_weights(image: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Smoothed gradient magnitude of ``image`` inside ``allowed``: where erasing removes something."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    magnitude = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    return cv2.GaussianBlur(magnitude, (0, 0), 3) * allowed
+
+
+def inpaint_region(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` with ``region`` inpainted from its border, plus grain as strong as the surroundings' fine texture.
+
+    The grain's spread is the robust (MAD) spread of the high-pass image in a ring round the region,
+    so edges in the ring (the part's outline) do not count as texture.
+    """
+    region_u8 = region.astype(np.uint8)
+    filled = cv2.inpaint(image, region_u8, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    ring = cv2.dilate(region_u8, np.ones((7, 7), np.uint8)).astype(bool) & ~region
+    high_pass = image.astype(np.float32) - cv2.GaussianBlur(image, (5, 5), 0).astype(np.float32)
+    spread = 1.4826 * float(np.median(np.abs(high_pass[ring]))) if ring.any() else 0.0
+    grain = rng.normal(0.0, spread, size=image.shape[:2])[..., None]
+    return np.clip(filled.astype(np.float64) + grain * region[..., None], 0, 255).round().astype(np.uint8)
+
+
+def changed_pixels(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``bool`` pixels of ``region`` where ``after`` differs visibly from ``before`` (opened, so specks drop)."""
+    value_range = max(float(np.percentile(before, 99) - np.percentile(before, 1)), 32.0)
+    difference = np.abs(cv2.GaussianBlur(after, (5, 5), 0).astype(np.float32) - cv2.GaussianBlur(before, (5, 5), 0).astype(np.float32))
+    moved = (difference.max(axis=2) > MIN_CHANGE * value_range) & region
+    opened = cv2.morphologyEx(moved.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return opened.astype(bool)
+
+
+class ErasedAnomalySource:
+    """``AnomalySource`` that removes structure: returns (image with a piece erased, erased-pixel mask)."""
+
+    def __init__(self, shapes: Sequence[str] = TARGET_SHAPES, scale: Sequence[float] = DEFAULT_ERASE_SCALE,
+                 structure_fraction: float = STRUCTURE_FRACTION) -> None:
+        if not 0.0 < scale[0] <= scale[1] <= 1.0:
+            raise ValueError(f"erase scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
+        if not 0.0 <= structure_fraction <= 1.0:
+            raise ValueError(f"erase structure_fraction must lie in [0, 1], got {structure_fraction}")
+        self.shapes = tuple(shapes)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.structure_fraction = structure_fraction
+
+    def __call__(self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Erase a region of ``image`` on ``foreground`` (None: anywhere); retry until something visible went."""
+        best = (image, np.zeros(image.shape[:2], dtype=bool))
+        for _ in range(MAX_ERASE_ATTEMPTS):
+            region = self._region(image, foreground, rng)
+            erased = inpaint_region(image, region, rng)
+            mask = changed_pixels(image, erased, region)
+            if mask.sum() >= max(16, MIN_ERASED_FRACTION * mask.size):
+                return self._keep_changes(image, erased, mask), mask.astype(np.float32)
+            if mask.sum() > best[1].sum():
+                best = (self._keep_changes(image, erased, mask), mask)
+        return best[0], best[1].astype(np.float32)
+
+    @staticmethod
+    def _keep_changes(image: np.ndarray, erased: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Only the labelled pixels change: no unlabelled fill noise is left where nothing was erased."""
+        return np.where(mask[..., None], erased, image)
+
+    def _region(self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        shape = image.shape[:2]
+        allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
+        rows, cols = np.nonzero(allowed)
+        extent = int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+        weights = structure_weights(image, allowed)[rows, cols].astype(np.float64)
+        if rng.random() < self.structure_fraction and weights.sum() > 0:
+            pick = int(rng.choice(len(rows), p=weights / weights.sum()))
+        else:
+            pick = int(rng.integers(len(rows)))
+        size = float(rng.uniform(*self.scale)) * extent
+        canvas = np.zeros(shape, dtype=np.uint8)
+        draw_shape(canvas, self.shapes[int(rng.integers(len(self.shapes)))], (int(cols[pick]), int(rows[pick])), size, rng)
+        return canvas.astype(bool)

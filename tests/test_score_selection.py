@@ -1,0 +1,58 @@
+"""Score selection on held-out data: the (sigma, k) that separates generated anomalies from normals best."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prn.models.scorer import smooth_maps
+from prn.score_selection import ScoreChoice, choose_score
+
+
+def _maps_with_defects(defect_pixels: int, noise_peak: float, count: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normals with one bright noise pixel each and anomalies with a ``defect_pixels``-wide defect of 0.9."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.rand(2 * count, 1, 64, 64, generator=generator) * 0.1
+    masks = torch.zeros_like(maps)
+    for index in range(count):
+        maps[index, 0, 5 + index, 9] = noise_peak  # a normal's single hot pixel
+        row = 20 + 2 * index
+        masks[count + index, 0, row:row + defect_pixels, 30:30 + defect_pixels] = 1
+    maps = torch.where(masks > 0, torch.full_like(maps, 0.9), maps)
+    return maps, masks, torch.tensor([0] * count + [1] * count)
+
+
+def test_blur_keeps_the_mean_and_spreads_a_peak() -> None:
+    maps = torch.zeros(1, 1, 33, 33)
+    maps[0, 0, 16, 16] = 1.0
+    blurred = smooth_maps(maps, 2.0)
+    assert blurred.sum() == pytest.approx(1.0, abs=1e-3) and blurred.max() < 0.05
+    assert smooth_maps(maps, 0.0) is maps
+
+
+def test_hot_single_pixels_in_normals_push_the_choice_off_the_maximum() -> None:
+    maps, masks, labels = _maps_with_defects(defect_pixels=6, noise_peak=0.95)
+    choice = choose_score(maps, masks, labels, sigmas=(0.0,), top_ks=(1, 10))
+    assert (choice.map_sigma, choice.top_k) == (0.0, 10)  # k=1 ranks the normals' hot pixels above the defects
+    assert choice.val_image_auroc == 1.0 and choice.num_normals == choice.num_anomalies == 8
+    by_k = {c["top_k"]: c["image_auroc"] for c in choice.candidates}
+    assert by_k[1] == 0.0
+
+
+def test_ties_keep_the_papers_score() -> None:
+    maps, masks, labels = _maps_with_defects(defect_pixels=12, noise_peak=0.05)
+    choice = choose_score(maps, masks, labels)
+    assert (choice.map_sigma, choice.top_k) == (0.0, 100)
+    assert len(choice.candidates) == 16
+
+
+def test_a_choice_survives_its_dictionary() -> None:
+    maps, masks, labels = _maps_with_defects(defect_pixels=6, noise_peak=0.5)
+    choice = choose_score(maps, masks, labels, sigmas=(0.0, 2.0), top_ks=(10, 100))
+    assert ScoreChoice.from_dict(choice.to_dict()) == choice
+
+
+def test_one_class_only_names_what_is_missing() -> None:
+    maps, masks, _ = _maps_with_defects(defect_pixels=6, noise_peak=0.5)
+    with pytest.raises(ValueError, match="val_normals > 0"):
+        choose_score(maps, masks, torch.zeros(16, dtype=torch.long))
