@@ -208,7 +208,7 @@ def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
 
 
 def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
-    """Prototypes of the run being resumed, so the callback keeps them instead of re-clustering.
+    """Prototypes (and patch memory) of the run being resumed, so the callback keeps them instead of re-clustering.
 
     Lightning restores the checkpoint only after the setup hooks, where the callback runs.
     """
@@ -218,6 +218,10 @@ def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
     sources = [state.get(f"net.prototypes.{name}") for name in bank.source_names]
     if all(tensor is not None and tensor.numel() > 0 for tensor in saved):
         bank.set_prototypes(saved, sources if all(s is not None for s in sources) else None)
+    memory = module.net.patch_memory
+    if memory is not None and state.get("net.patch_memory.memory") is not None and state["net.patch_memory.memory"].numel() > 0:
+        memory.set_memory(state["net.patch_memory.memory"], state["net.patch_memory.sources"],
+                          float(state["net.patch_memory.distance_scale"]))
 
 
 def _report(

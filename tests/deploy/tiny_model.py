@@ -49,17 +49,21 @@ def spread_logits(net: PRNet, images: torch.Tensor, mean: float = -3.0, std: flo
         head.bias.copy_((head.bias - logits.mean()) * gain + mean)
 
 
-def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image", location_window: int = 0) -> PRNModule:
+def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image", location_window: int = 0,
+                patch_memory: bool = False, map_sigma: float = 0.0) -> PRNModule:
     torch.manual_seed(0)
     h, w = size
-    net = PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match, location_window=location_window, location_candidates=2)
-    module = PRNModule(net, top_k=10,
+    net = PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match, location_window=location_window, location_candidates=2,
+                patch_memory=patch_memory)
+    module = PRNModule(net, top_k=10, map_sigma=map_sigma,
                        data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0})
     scales = [(64, 4), (128, 8), (256, 16)]
     if prototype_match in ("image", "location"):  # three whole maps per scale
         module.net.set_prototypes([torch.rand(3, c, h // s, w // s) for c, s in scales])
     else:  # fifty location vectors per scale
         module.net.set_prototypes([torch.rand(50, c) for c, _ in scales])
+    if patch_memory:  # sixty descriptors of layer2 + layer3 channels
+        module.net.patch_memory.set_memory(torch.rand(60, 128 + 256), distance_scale=2.0)
     module.eval()
     spread_logits(module.net, torch.rand(4, 3, h, w))
     return module
