@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prn.checkpoints import module_from_checkpoint
 from prn.deploy import Inferencer
 from prn.deploy.images import prepare
 from prn.metrics import AnomalyMetrics
-from prn.pipeline import build_datamodule, module_from_checkpoint
+from prn.pipeline import build_datamodule
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap")
 

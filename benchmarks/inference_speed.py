@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prn.checkpoints import module_from_checkpoint, training_image_size
 from prn.deploy import Inferencer
 from prn.deploy.images import expand_inputs, prepare
-from prn.pipeline import module_from_checkpoint, training_image_size
 from prn.tools.export import default_output, export_checkpoint
 
 BACKENDS = ("eager", "torch.export", "onnxruntime", "openvino")

@@ -10,19 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from prn.checkpoints import install_saved_prototypes, module_from_checkpoint
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import (
-    build_module,
-    evaluate,
-    instantiate_group,
-    module_from_checkpoint,
-    predict,
-    print_lightning_messages_once,
-    train,
-)
+from prn.pipeline import build_module, evaluate, predict, print_lightning_messages_once, train
 from prn.utils.hardware import training_precision
+from prn.utils.instantiation import instantiate_group
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +186,13 @@ def test_lightning_messages_go_to_the_root_handlers_once_they_exist(monkeypatch)
 
 
 def test_resume_keeps_the_saved_patch_memory(tmp_path, compose_cfg, tiny):
-    from prn.pipeline import _install_saved_prototypes
-
     overrides = [*tiny, f"paths.output_dir={tmp_path}", "model.net.prototype_match=location", "model.net.patch_memory=true"]
     saved = build_module(compose_cfg("train", overrides))
     saved.net.patch_memory.set_memory(torch.rand(7, 384), torch.arange(7), distance_scale=1.5)
     ckpt = tmp_path / "last.ckpt"
     torch.save({"state_dict": saved.state_dict()}, ckpt)
     resumed = build_module(compose_cfg("train", overrides))
-    _install_saved_prototypes(resumed, ckpt)
+    install_saved_prototypes(resumed, ckpt)
     memory = resumed.net.patch_memory
     assert torch.equal(memory.memory, saved.net.patch_memory.memory) and memory.sources.tolist() == list(range(7))
     assert float(memory.distance_scale) == 1.5

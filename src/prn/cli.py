@@ -39,7 +39,7 @@ def predict_main(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def export_main(cfg: DictConfig) -> None:
-    from prn.pipeline import existing_checkpoint
+    from prn.checkpoints import existing_checkpoint
     from prn.tools.export import default_output, export_checkpoint
 
     out = default_output(Path(cfg.paths.output_dir), cfg.format) if cfg.out is None else Path(cfg.out)

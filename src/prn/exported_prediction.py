@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader
 
 from prn.deploy import Inferencer
 from prn.deploy.runtimes import model_format
-from prn.pipeline import instantiate_group
 from prn.prediction import ImageFileSet, PredictionWriter
 from prn.tools.export import FORMAT_SUFFIX, default_output, export_checkpoint
+from prn.utils.instantiation import instantiate_group
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx", "openvino")

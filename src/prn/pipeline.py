@@ -11,25 +11,24 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from prn.calibration import Calibration, fit_calibration, report_at_threshold
-from prn.data.image_io import parse_image_size
+from prn.checkpoints import existing_checkpoint, install_saved_prototypes, module_from_checkpoint, training_image_size
 from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.reporting.report import write_run_report
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.hardware import training_precision
+from prn.utils.instantiation import find_callback, instantiate_group
 from prn.utils.results import print_results, provenance, write_results
 
 log = logging.getLogger(__name__)
-CallbackT = TypeVar("CallbackT", bound=L.Callback)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg.dataset.datamodule, run_dir)
     module = build_module(cfg)
     if resume is not None:
-        _install_saved_prototypes(module, resume)
+        install_saved_prototypes(module, resume)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
@@ -158,9 +157,6 @@ def build_module(cfg: DictConfig) -> PRNModule:
     return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
 
 
-def instantiate_group(config: DictConfig | None) -> list[Any]:
-    """Every entry of a group of named objects (``callbacks``, ``logger``) with a ``_target_``; null entries are switched off."""
-    return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
@@ -181,47 +177,14 @@ def print_lightning_messages_once() -> None:
         logging.getLogger("lightning").handlers.clear()
 
 
-def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:
-    """The trainer's callback of type ``kind``, or None when the config switched it off."""
-    return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
 
 
-def existing_checkpoint(value: str, option: str) -> Path:
-    """``value`` as a path to an existing file, or an error that names ``option`` and what to pass."""
-    path = Path(value)
-    if not path.is_file():
-        raise FileNotFoundError(f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)")
-    return path
 
 
-def module_from_checkpoint(ckpt: Path) -> PRNModule:
-    """The saved module, read from disk once; no encoder download, as the checkpoint has the weights."""
-    return PRNModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
 
 
-def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
-    """``(h, w)`` the checkpoint was trained at: new images are resized to it, as the test set was."""
-    size = (module.hparams.get("data_config") or {}).get("image_size")
-    if size is None:
-        raise ValueError(f"checkpoint {ckpt} records no data_config.image_size: it was not written by prn's training")
-    return parse_image_size(size)
 
 
-def _install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
-    """Prototypes (and patch memory) of the run being resumed, so the callback keeps them instead of re-clustering.
-
-    Lightning restores the checkpoint only after the setup hooks, where the callback runs.
-    """
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    bank = module.net.prototypes
-    saved = [state.get(f"net.prototypes.{name}") for name in bank.buffer_names]
-    sources = [state.get(f"net.prototypes.{name}") for name in bank.source_names]
-    if all(tensor is not None and tensor.numel() > 0 for tensor in saved):
-        bank.set_prototypes(saved, sources if all(s is not None for s in sources) else None)
-    memory = module.net.patch_memory
-    if memory is not None and state.get("net.patch_memory.memory") is not None and state["net.patch_memory.memory"].numel() > 0:
-        memory.set_memory(state["net.patch_memory.memory"], state["net.patch_memory.sources"],
-                          float(state["net.patch_memory.distance_scale"]))
 
 
 def _report(
