@@ -25,6 +25,13 @@ def test_descriptors_average_a_3x3_neighbourhood() -> None:
     assert descriptors[0, 0, 3:6, 3:6].eq(1.0).all() and descriptors[0, 0, 0, 0] == 0
 
 
+def test_descriptors_count_the_zero_padding_at_the_border_as_patchcore_does() -> None:
+    maps = [torch.ones(1, 1, 8, 8), torch.ones(1, 1, 8, 8)]
+    descriptors = patch_descriptors(maps, (2,))
+    assert descriptors[0, 0, 0, 0] == pytest.approx(4 / 9) and descriptors[0, 0, 0, 4] == pytest.approx(6 / 9)
+    assert descriptors[0, 0, 4, 4] == 1.0
+
+
 def test_memory_keeps_every_location_at_ratio_one_and_records_its_image() -> None:
     descriptors = patch_descriptors(_maps(3), (2, 3))
     memory, sources = build_patch_memory(descriptors, ratio=1.0, max_size=10**6)

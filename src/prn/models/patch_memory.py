@@ -33,10 +33,16 @@ MEMORY_LAYERS = (2, 3)     # encoder layers (1 = layer1) whose maps make a descr
 
 def patch_descriptors(features: Sequence[Tensor], layers: Sequence[int] = MEMORY_LAYERS) -> Tensor:
     """``[B, C, h, w]`` descriptors on the grid of the first of ``layers``: each layer's map averaged
-    over a 3x3 neighbourhood, resized to that grid (bilinear) and concatenated along channels."""
+    over a 3x3 neighbourhood, resized to that grid (bilinear) and concatenated along channels.
+
+    The average counts the zero padding, as PatchCore's ``AvgPool2d(3, 1, 1)`` does: it marks the
+    border rings as their own kind of patch. Averaging only the pixels inside the map instead made
+    border patches the farthest from the memory in most normal images (47 of 60 normals' maxima on
+    the outer ring of shifted transistor), and dropped the distance's image AUROC from 95.8 to 65.8.
+    """
     maps = [features[layer - 1].float() for layer in layers]
     size = maps[0].shape[-2:]
-    pooled = [F.avg_pool2d(m, AGGREGATION_KERNEL, stride=1, padding=AGGREGATION_KERNEL // 2, count_include_pad=False) for m in maps]
+    pooled = [F.avg_pool2d(m, AGGREGATION_KERNEL, stride=1, padding=AGGREGATION_KERNEL // 2, count_include_pad=True) for m in maps]
     resized = [p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled]
     return torch.cat(resized, dim=1)
 
