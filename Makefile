@@ -13,7 +13,7 @@ endif
 STAMP := $(VENV)/.installed-$(FAISS)-stamp
 ARGS ?=
 
-.PHONY: install train eval predict test test-all preview benchmark train-speed baselines strip-notebooks browser clean-logs
+.PHONY: install train eval predict test test-all docs preview benchmark train-speed baselines strip-notebooks browser clean-logs
 
 # faiss-cpu (a dependency of prn) and faiss-gpu both install the module `faiss`: one build must
 # replace the other whole, so a venv that holds faiss-gpu drops both before prn's install lays faiss-cpu.
@@ -45,6 +45,9 @@ test: install ## fast suite (slow-marked tests excluded)
 
 test-all: install ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)
+
+docs: install ## the docs site (mkdocs.yml, docs/) into site/, strict: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 preview: install ## PNG grid of generated anomalies: make preview ARGS="dataset=mvtec category=bottle root=..."
 	$(VENV)/bin/prn-preview $(ARGS)

@@ -1,4 +1,4 @@
-"""The benchmark scripts run (tiny settings) and print what the README quotes from them."""
+"""The benchmark scripts run (tiny settings) and print what docs/results.md quotes from them."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""benchmarks/inference_speed.py times each backend on a tiny checkpoint and prints the table the README quotes."""
+"""benchmarks/inference_speed.py times each backend on a tiny checkpoint and prints the table docs/deploy.md quotes."""
 
 import subprocess
 import sys

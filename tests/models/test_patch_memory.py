@@ -118,3 +118,15 @@ def test_memory_travels_with_the_state_dict() -> None:
 def test_patch_memory_needs_the_prototype_residual() -> None:
     with pytest.raises(ValueError, match="use_mp=true"):
         PRNet(encoder_weights=None, use_mp=False, patch_memory=True)
+
+
+def test_mixer_is_the_identity_on_a_typical_normal_distance_and_scales_the_rest_by_its_gain() -> None:
+    from prn.models.prn import ResidualMixer
+
+    mixer = ResidualMixer(4)
+    residual = torch.rand(2, 4, 8, 8)
+    assert torch.allclose(mixer(residual, torch.ones(2, 1, 4, 4)), residual)
+    with torch.no_grad():
+        mixer.mix.weight[:, -1] = 0.01
+    shifted = mixer(residual, torch.full((2, 1, 8, 8), 3.0))
+    assert torch.allclose(shifted - residual, torch.full_like(residual, 0.01 * ResidualMixer.DISTANCE_GAIN * 2.0))

@@ -11,7 +11,7 @@ reads it, and needs neither prn's training code nor Lightning nor Hydra.
 The ONNX graph comes from ``torch.onnx.export`` (dynamo); the OpenVINO IR is converted from
 that same graph, so both formats run one computation. OpenVINO can store its weights in
 float16 (``precision=fp16``: on MVTec bottle the four metrics moved by at most 0.01 points).
-Post-training INT8 (NNCF) is not offered: it cost bottle 15 points of pixel AP (README, "Deploying").
+Post-training INT8 (NNCF) is not offered: it cost bottle 15 points of pixel AP (docs/deploy.md).
 """
 
 from __future__ import annotations

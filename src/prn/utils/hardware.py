@@ -40,7 +40,7 @@ def training_precision(precision: str | int, accelerator: str) -> str | int:
     """``precision`` for Lightning, with ``auto`` resolved to what measured fastest at equal metrics.
 
     ``auto``: bf16-mixed when training runs on a CPU with native bf16 (bottle, schedule=cpu: steps
-    1.7–2.5× faster, metrics within the float32 seed spread; README "Speed"), 32-true elsewhere (on
+    1.7–2.5× faster, metrics within the float32 seed spread; docs/results.md, "Speed"), 32-true elsewhere (on
     an H200 bf16 was 1.04–1.33× slower at batch 8–64; without bf16 instructions it is emulated).
     Test and predict run in float32 either way (``PRNModule.predict_maps_and_scores``).
     """

@@ -16,7 +16,7 @@ ResNet-18's early layers describe both. So, per category:
 
 A texture that fills the frame has no location beyond that threshold: the caller's
 plausibility check then falls back to the whole image. Measured on generated cases and
-on MVTec bottle/transistor in README ("Foreground").
+on MVTec bottle/transistor in docs/own-parts.md ("Target areas need the part's outline").
 """
 
 from __future__ import annotations
