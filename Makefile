@@ -13,7 +13,7 @@ endif
 STAMP := $(VENV)/.installed-$(FAISS)-stamp
 ARGS ?=
 
-.PHONY: install train eval predict test test-all docs preview benchmark train-speed baselines strip-notebooks browser clean-logs
+.PHONY: install train eval predict test test-all lint docs preview benchmark train-speed baselines strip-notebooks browser clean-logs
 
 # faiss-cpu (a dependency of prn) and faiss-gpu both install the module `faiss`: one build must
 # replace the other whole, so a venv that holds faiss-gpu drops both before prn's install lays faiss-cpu.
@@ -45,6 +45,10 @@ test: install ## fast suite (slow-marked tests excluded)
 
 test-all: install ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)
+
+lint: install ## ruff: lint and format check (pyproject.toml [tool.ruff]); `ruff format .` fixes the format
+	$(VENV)/bin/ruff check src tests benchmarks deploy
+	$(VENV)/bin/ruff format --check src tests benchmarks deploy
 
 docs: install ## the docs site (mkdocs.yml, docs/) into site/, strict: a broken link fails
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -83,8 +83,14 @@ def compose_config(
 ) -> DictConfig:
     """prn's train config with the baseline's data settings, then any extra overrides (applied last)."""
     base = [
-        f"dataset={dataset}", f"category={category}", f"root={root}", f"seed={seed}", f"seen={seen}",
-        f"image_size={image_size}", "generation=none", f"weights={weights}",
+        f"dataset={dataset}",
+        f"category={category}",
+        f"root={root}",
+        f"seed={seed}",
+        f"seen={seen}",
+        f"image_size={image_size}",
+        "generation=none",
+        f"weights={weights}",
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*base, *overrides])
@@ -225,9 +231,12 @@ def test_patchcore(
         for offset in range(inputs.shape[0]):
             if images + offset in keep:
                 kept[images + offset] = {
-                    "image": batch["image"][offset], "map": maps[offset, 0], "score": float(scores[offset]),
+                    "image": batch["image"][offset],
+                    "map": maps[offset, 0],
+                    "score": float(scores[offset]),
                     "mask": None if batch.get("mask") is None else batch["mask"][offset, 0],
-                    "path": batch["path"][offset], "defect_type": batch["defect_type"][offset],
+                    "path": batch["path"][offset],
+                    "defect_type": batch["defect_type"][offset],
                 }
         images += inputs.shape[0]
     results = metrics.compute()
@@ -280,8 +289,12 @@ def run_baseline(
 ) -> dict[str, Any]:
     """Fit and test PatchCore on prn's split; returns everything ``results.json``-like (no printing)."""
     wall = time.perf_counter()
-    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    cfg = compose_config(root, category, weights, dataset=dataset, seed=seed, seen=seen, image_size=image_size, overrides=overrides)
+    torch_device = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    cfg = compose_config(
+        root, category, weights, dataset=dataset, seed=seed, seen=seen, image_size=image_size, overrides=overrides
+    )
     torch.manual_seed(cfg.seed)  # coreset: torch draws the start point, numpy's global RNG the random projection
     np.random.seed(cfg.seed)
     datamodule = build_datamodule(cfg)
@@ -363,18 +376,21 @@ def _cell(value: float | None, scale: float = 100.0, digits: int = 2) -> str:
 def print_table(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     counts = result["split"]["counts"]
-    table = Table(title=(
-        f"{result['dataset']} / {result['category']} · seed {result['seed']} · "
-        f"{'×'.join(map(str, result['patchcore']['image_size']))} px · test {counts['test']} images "
-        f"({counts['test_good']} good, {counts['test_anomalous']} anomalous)"
-    ))
+    table = Table(
+        title=(
+            f"{result['dataset']} / {result['category']} · seed {result['seed']} · "
+            f"{'×'.join(map(str, result['patchcore']['image_size']))} px · test {counts['test']} images "
+            f"({counts['test_good']} good, {counts['test_anomalous']} anomalous)"
+        )
+    )
     for column in ("method", "image AUROC", "pixel AUROC", "PRO", "pixel AP", "fit s", "ms/image"):
         table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
     m = result["metrics"]
     table.add_row(
         "PatchCore",
         *(_cell(m.get(key)) for key in METRICS),
-        f"{result['fit_seconds']:.1f}", f"{result['ms_per_image']:.1f}",
+        f"{result['fit_seconds']:.1f}",
+        f"{result['ms_per_image']:.1f}",
     )
     prn = result.get("prn")
     if prn is not None:
@@ -382,7 +398,8 @@ def print_table(result: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(
             "PRN" if prn["split_matches"] else "[red]PRN*[/red]",
             *(_cell(prn["metrics"].get(key)) for key in METRICS),
-            "–" if fit is None else f"{fit:.0f}", "–" if prn["ms_per_image"] is None else f"{prn['ms_per_image']:.1f}",
+            "–" if fit is None else f"{fit:.0f}",
+            "–" if prn["ms_per_image"] is None else f"{prn['ms_per_image']:.1f}",
         )
     console.print(table)
     for note in result["notes"]:
@@ -406,10 +423,15 @@ def print_table(result: dict[str, Any], console: Console | None = None) -> None:
     )
     if prn is not None:
         if not prn["split_matches"]:
-            console.print(f"[red]warning: PRN* split differs[/red] ({', '.join(prn['split_mismatch'])}): {prn['path']} has "
-                          f"{prn['split_counts']}, PatchCore {counts}; the rows are not comparable.", soft_wrap=True)
-        console.print(f"[yellow]note:[/yellow] PRN fit s = its train_seconds ({prn['steps']} steps, {prn['seconds_per_step']} s/step) "
-                      f"on {prn['hardware'] or 'unrecorded hardware'}; PatchCore's times are from this machine.")
+            console.print(
+                f"[red]warning: PRN* split differs[/red] ({', '.join(prn['split_mismatch'])}): {prn['path']} has "
+                f"{prn['split_counts']}, PatchCore {counts}; the rows are not comparable.",
+                soft_wrap=True,
+            )
+        console.print(
+            f"[yellow]note:[/yellow] PRN fit s = its train_seconds ({prn['steps']} steps, {prn['seconds_per_step']} s/step) "
+            f"on {prn['hardware'] or 'unrecorded hardware'}; PatchCore's times are from this machine."
+        )
     for path in result["maps"]:
         console.print(f"map: {path}", soft_wrap=True)
 
@@ -424,9 +446,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seen", type=int, default=10, help="seen anomalies prn trains on (taken out of the test set)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
-    parser.add_argument("--out", type=Path, default=None, help="JSON (default logs/baselines/patchcore_<dataset>_<category>_seed<seed>.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON (default logs/baselines/patchcore_<dataset>_<category>_seed<seed>.json)",
+    )
     parser.add_argument("--maps", type=int, default=3, help="anomaly-map PNGs to save beside the JSON (0: none)")
-    parser.add_argument("--prn-results", type=Path, default=None, help="a prn run's results.json, printed as a second row")
+    parser.add_argument(
+        "--prn-results", type=Path, default=None, help="a prn run's results.json, printed as a second row"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of prn's train config (after --)")
     return parser.parse_args(argv)
 
@@ -436,8 +465,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = args.out or REPO / "logs" / "baselines" / f"patchcore_{args.dataset}_{args.category}_seed{args.seed}.json"
     maps_dir = out.with_name(out.stem + "_maps") if args.maps > 0 else None
     result = run_baseline(
-        args.root, args.category, args.weights, dataset=args.dataset, seed=args.seed, seen=args.seen,
-        image_size=args.image_size, overrides=args.overrides, device=args.device, maps_dir=maps_dir, num_maps=args.maps,
+        args.root,
+        args.category,
+        args.weights,
+        dataset=args.dataset,
+        seed=args.seed,
+        seen=args.seen,
+        image_size=args.image_size,
+        overrides=args.overrides,
+        device=args.device,
+        maps_dir=maps_dir,
+        num_maps=args.maps,
     )
     result["command"] = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv])
     result["cwd"] = os.getcwd()

@@ -30,7 +30,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=48, help="items timed per source")
-    parser.add_argument("--batches", type=int, default=6, help="batches timed per DataLoader setting (after one warm-up)")
+    parser.add_argument(
+        "--batches", type=int, default=6, help="batches timed per DataLoader setting (after one warm-up)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts to time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
     parser.add_argument("--project-workers", type=int, default=16, help="workers assumed for the schedule projection")
@@ -43,7 +45,9 @@ def compose_train_config(overrides: list[str]) -> DictConfig:
         return compose("train", overrides=overrides)
 
 
-def seconds_per_item(train_set: ComposedTrainingSet, sampler: ComposedBatchSampler, items: int) -> dict[str, list[float]]:
+def seconds_per_item(
+    train_set: ComposedTrainingSet, sampler: ComposedBatchSampler, items: int
+) -> dict[str, list[float]]:
     """Wall seconds of ``train_set[plan]`` for up to ``items`` plans of each source, in plan order."""
     timings: dict[str, list[float]] = {}
     for batch in sampler:
@@ -78,16 +82,23 @@ def main() -> None:
     print(f"setup(fit): {time.perf_counter() - start:.1f} s (decode, foreground masks, generators)")
     loader = datamodule.train_dataloader()
     train_set, sampler = loader.dataset, loader.batch_sampler
-    print(f"dataset={cfg.dataset.name} category={cfg.category} image_size={cfg.image_size} batch={datamodule.batch_size} "
-          f"composition={dict(datamodule.composition)} batches/epoch={len(sampler)}")
+    print(
+        f"dataset={cfg.dataset.name} category={cfg.category} image_size={cfg.image_size} batch={datamodule.batch_size} "
+        f"composition={dict(datamodule.composition)} batches/epoch={len(sampler)}"
+    )
 
     timings = seconds_per_item(train_set, sampler, args.items)
     for name, samples in timings.items():
         ordered = sorted(samples)
-        print(f"  {name:<8} {1e3 * statistics.mean(samples):7.1f} ms/item mean, "
-              f"{1e3 * ordered[int(0.95 * (len(ordered) - 1))]:7.1f} ms p95  ({len(samples)} items)")
-    cpu_per_batch = sum(datamodule.batch_size * fraction * statistics.mean(timings[name])
-                        for name, fraction in datamodule.composition.items() if name in timings)
+        print(
+            f"  {name:<8} {1e3 * statistics.mean(samples):7.1f} ms/item mean, "
+            f"{1e3 * ordered[int(0.95 * (len(ordered) - 1))]:7.1f} ms p95  ({len(samples)} items)"
+        )
+    cpu_per_batch = sum(
+        datamodule.batch_size * fraction * statistics.mean(timings[name])
+        for name, fraction in datamodule.composition.items()
+        if name in timings
+    )
     print(f"CPU time per batch of {datamodule.batch_size}: {cpu_per_batch:.2f} s")
 
     for workers in args.workers:
@@ -97,8 +108,10 @@ def main() -> None:
 
     steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * len(sampler)
     bound = steps * cpu_per_batch / args.project_workers
-    print(f"schedule: {steps} steps; with {args.project_workers} workers the data alone needs >= "
-          f"{bound:.0f} s ({cpu_per_batch / args.project_workers * 1e3:.0f} ms/step)")
+    print(
+        f"schedule: {steps} steps; with {args.project_workers} workers the data alone needs >= "
+        f"{bound:.0f} s ({cpu_per_batch / args.project_workers * 1e3:.0f} ms/step)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, required=True)
-    parser.add_argument("--models", type=Path, nargs="+", required=True, help="files written by prn-export from this checkpoint")
+    parser.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="files written by prn-export from this checkpoint"
+    )
     parser.add_argument("--root", help="dataset folder, if it moved since training")
     parser.add_argument("--batch", type=int, default=8)
     return parser.parse_args()
@@ -55,7 +57,9 @@ class Comparison:
     def __init__(self, name: str) -> None:
         self.name, self.map_diff, self.score_diff, self.metrics = name, 0.0, 0.0, AnomalyMetrics()
 
-    def update(self, maps: np.ndarray, scores: np.ndarray, reference: tuple[np.ndarray, np.ndarray], batch: dict) -> None:
+    def update(
+        self, maps: np.ndarray, scores: np.ndarray, reference: tuple[np.ndarray, np.ndarray], batch: dict
+    ) -> None:
         self.map_diff = max(self.map_diff, float(np.abs(maps - reference[0]).max()))
         self.score_diff = max(self.score_diff, float(np.abs(scores - reference[1]).max()))
         self.metrics.update(torch.from_numpy(maps), batch.get("mask"), torch.from_numpy(scores), batch["label"])
@@ -81,7 +85,9 @@ def main() -> None:
             for name, inferencer in inferencers.items():
                 comparisons[name].update(*inferencer.run(pixels), (maps, scores), batch)
             images += len(pixels)
-    print(f"{images} test images; inferencer preprocessing of the files vs the test set's pixels: max |diff| = {preprocessing_diff:g}")
+    print(
+        f"{images} test images; inferencer preprocessing of the files vs the test set's pixels: max |diff| = {preprocessing_diff:g}"
+    )
     expected = reference.results()
     print("\n| model | max abs diff, maps | max abs diff, scores | " + " | ".join(METRICS) + " |")
     print("|---|---|---|" + "---|" * len(METRICS))

@@ -80,7 +80,7 @@ def pass_seconds(run: Runner, images: np.ndarray, batch_size: int) -> float:
     """Seconds to run every image, ``batch_size`` at a time."""
     start = time.perf_counter()
     for first in range(0, len(images), batch_size):
-        run(images[first:first + batch_size])
+        run(images[first : first + batch_size])
     return time.perf_counter() - start
 
 
@@ -96,8 +96,10 @@ def measure(runners: dict[str, Runner], images: np.ndarray, repeats: int) -> dic
             elapsed = pass_seconds(runners[name], images, size)
             if repeat > 0:
                 runs.append(elapsed)
-    return {name: (1000.0 * statistics.median(timings[name, 1]) / count, count / statistics.median(timings[name, count]))
-            for name in runners}
+    return {
+        name: (1000.0 * statistics.median(timings[name, 1]) / count, count / statistics.median(timings[name, count]))
+        for name in runners
+    }
 
 
 def print_table(results: dict[str, tuple[float, float]], batch: int) -> None:
@@ -105,12 +107,16 @@ def print_table(results: dict[str, tuple[float, float]], batch: int) -> None:
     print(f"\n| backend | latency, batch 1 (ms/image) | vs eager | throughput, batch {batch} (images/s) | vs eager |")
     print("|---|---|---|---|---|")
     for name, (latency, throughput) in results.items():
-        print(f"| {name} | {latency:.1f} | {base_latency / latency:.2f}x | {throughput:.2f} | {throughput / base_throughput:.2f}x |")
+        print(
+            f"| {name} | {latency:.1f} | {base_latency / latency:.2f}x | {throughput:.2f} | {throughput / base_throughput:.2f}x |"
+        )
 
 
 def machine_line() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-            f"load average {os.getloadavg()[0]:.2f}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main() -> None:
@@ -122,8 +128,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         export_dir = args.export_dir or Path(scratch)
         export_dir.mkdir(parents=True, exist_ok=True)
-        runners = {backend: eager_runner(args.ckpt) if backend == "eager" else exported_runner(args.ckpt, backend, export_dir)
-                   for backend in args.backends}
+        runners = {
+            backend: eager_runner(args.ckpt) if backend == "eager" else exported_runner(args.ckpt, backend, export_dir)
+            for backend in args.backends
+        }
         results = measure(runners, images, args.repeats)
     print_table(results, args.batch)
     print(f"\nmedian of {args.repeats} runs, the model only (no decoding); at end: {machine_line()}")

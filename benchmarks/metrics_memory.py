@@ -71,8 +71,10 @@ def run(images: int, size: int, batch_size: int, seed: int) -> None:
     print(f"images={images} size={size} pixels={pixels / 1e6:.1f}M anomalous={anomalous_pixels / pixels:.2%}")
     print(f"update:  {update_seconds:.1f} s total ({1e3 * update_seconds / images:.2f} ms/image)")
     print(f"compute: {compute_seconds:.1f} s")
-    print(f"peak RSS: before={rss_before:.0f} MiB after_update={rss_after_update:.0f} MiB "
-          f"after_compute={peak_rss_mib():.0f} MiB (float32 pixels alone: {4 * pixels / 2**20:.0f} MiB)")
+    print(
+        f"peak RSS: before={rss_before:.0f} MiB after_update={rss_after_update:.0f} MiB "
+        f"after_compute={peak_rss_mib():.0f} MiB (float32 pixels alone: {4 * pixels / 2**20:.0f} MiB)"
+    )
     print({name: round(value, 6) for name, value in results.items()}, "skipped:", metrics.skipped)
 
 

@@ -67,11 +67,13 @@ def forward_breakdown(net: PRNet, images: torch.Tensor, repeats: int) -> dict[st
         residuals = net.prototypes.residuals(skips)
         times["prototype residuals"] = best_seconds(lambda: net.prototypes.residuals(skips), repeats, device)
         times["MF (features + residuals)"] = best_seconds(
-            lambda: (net.feature_fusion(skips), net.residual_fusion(residuals)), repeats, device)
+            lambda: (net.feature_fusion(skips), net.residual_fusion(residuals)), repeats, device
+        )
         branches = [torch.cat(p, 1) for p in zip(net.feature_fusion(skips), net.residual_fusion(residuals))]
         for scale, (stack, maps) in enumerate(zip(net.msa, branches), start=1):
             times[f"MSA scale {scale} ({maps.shape[1]}x{maps.shape[2]}x{maps.shape[3]})"] = best_seconds(
-                lambda: stack(maps), repeats, device)
+                lambda: stack(maps), repeats, device
+            )
         attended = [stack(maps) for stack, maps in zip(net.msa, branches)]
         times["MF (output)"] = best_seconds(lambda: net.output_fusion(attended), repeats, device)
         outputs = net.output_fusion(attended)
@@ -85,8 +87,11 @@ def forward_gflops(net: PRNet, images: torch.Tensor) -> dict[str, float]:
     with torch.no_grad(), counter:
         net(images)
     per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
-    parts = {name.removeprefix("PRNet."): flops for name, flops in per_module.items()
-             if name.count(".") == 1 or (name.startswith("PRNet.msa.") and name.count(".") == 2)}
+    parts = {
+        name.removeprefix("PRNet."): flops
+        for name, flops in per_module.items()
+        if name.count(".") == 1 or (name.startswith("PRNet.msa.") and name.count(".") == 2)
+    }
     parts["total"] = per_module["Global"]
     return {name: flops / images.shape[0] / 1e9 for name, flops in parts.items()}
 
@@ -103,8 +108,10 @@ def main() -> None:
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} size={args.size} "
-          f"K={args.prototypes} weights={net.weights_report} channels_last={args.channels_last} bf16={args.bf16}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} batch={args.batch} size={args.size} "
+        f"K={args.prototypes} weights={net.weights_report} channels_last={args.channels_last} bf16={args.bf16}"
+    )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         time_and_count(net, images, args)
 

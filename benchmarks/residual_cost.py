@@ -24,7 +24,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--memory-ratios", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    parser.add_argument("--max-memory", type=int, default=16_384, help="cap on the memory, as callbacks.prototypes.max_memory")
+    parser.add_argument(
+        "--max-memory", type=int, default=16_384, help="cap on the memory, as callbacks.prototypes.max_memory"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     return parser.parse_args()
@@ -42,8 +44,13 @@ def best_seconds(step, repeats: int) -> float:
 
 def variant_net(args: argparse.Namespace, match: str, window: int, memory_size: int | None) -> PRNet:
     torch.manual_seed(0)
-    net = PRNet(encoder_weights=None, prototype_match=match, location_window=window, location_candidates=4,
-                patch_memory=memory_size is not None)
+    net = PRNet(
+        encoder_weights=None,
+        prototype_match=match,
+        location_window=window,
+        location_candidates=4,
+        patch_memory=memory_size is not None,
+    )
     count = args.normals if match == "location" else max(1, round(0.1 * args.normals))
     shapes = [(64, args.size // 4), (128, args.size // 8), (256, args.size // 16)]
     net.set_prototypes([torch.randn(count, c, s, s) for c, s in shapes], [torch.arange(count)] * 3)

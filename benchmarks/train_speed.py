@@ -140,8 +140,14 @@ def fit_steps(cfg: DictConfig, module: PRNModule, datamodule: L.LightningDataMod
     timer = StepTimer()
     prototypes = hydra.utils.instantiate(cfg.callbacks.prototypes)  # computes them on the first fit, then keeps them
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[prototypes, timer], logger=False, max_epochs=-1, max_steps=steps,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        cfg.trainer,
+        callbacks=[prototypes, timer],
+        logger=False,
+        max_epochs=-1,
+        max_steps=steps,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(module, datamodule=datamodule)
     return timer
@@ -158,8 +164,9 @@ def clustered_prototypes(module: PRNModule) -> list[torch.Tensor] | None:
     return module.net.prototypes.prototypes() if module.net.needs_prototypes else None
 
 
-def time_batch_size(args: argparse.Namespace, batch_size: int, work_dir: Path,
-                    prototypes: list[torch.Tensor] | None) -> tuple[list[VariantTiming], list[torch.Tensor] | None]:
+def time_batch_size(
+    args: argparse.Namespace, batch_size: int, work_dir: Path, prototypes: list[torch.Tensor] | None
+) -> tuple[list[VariantTiming], list[torch.Tensor] | None]:
     """Every variant at one batch size, interleaved over ``args.rounds`` rounds; the prototypes, clustered on the first fit."""
     torch.compiler.reset()  # compiled graphs of another batch size must not make this one's shapes dynamic
     base = [*dataset_overrides(args), f"batch_size={batch_size}", f"paths.output_dir={work_dir}", *args.overrides]
@@ -178,31 +185,62 @@ def time_batch_size(args: argparse.Namespace, batch_size: int, work_dir: Path,
                 share_prototypes(prototypes, list(modules.values()))
             if timings[name].first_step is None:
                 timings[name].first_step = timer.steps[0]
-            timings[name].steps.extend(timer.steps[args.warmup:])
-            timings[name].cpu_steps.extend(timer.cpu_steps[args.warmup:])
-            print(f"batch {batch_size} round {round_index + 1} {name:>13}: wall " + " ".join(f"{s:.2f}" for s in timer.steps)
-                  + " s, CPU " + " ".join(f"{s:.2f}" for s in timer.cpu_steps) + " s", flush=True)
+            timings[name].steps.extend(timer.steps[args.warmup :])
+            timings[name].cpu_steps.extend(timer.cpu_steps[args.warmup :])
+            print(
+                f"batch {batch_size} round {round_index + 1} {name:>13}: wall "
+                + " ".join(f"{s:.2f}" for s in timer.steps)
+                + " s, CPU "
+                + " ".join(f"{s:.2f}" for s in timer.cpu_steps)
+                + " s",
+                flush=True,
+            )
     return list(timings.values()), prototypes
 
 
 def results_table(timings: list[VariantTiming]) -> Table:
     """Median wall and CPU s/step with their ratios to float32 at the same batch size, images/s and compile time."""
     table = Table(title="training step (data + generation, forward, backward, optimiser)")
-    for column in ("batch", "variant", "median s/step", "vs float32", "CPU s/step", "CPU vs float32", "images/s", "steps",
-                   "compile s"):
+    for column in (
+        "batch",
+        "variant",
+        "median s/step",
+        "vs float32",
+        "CPU s/step",
+        "CPU vs float32",
+        "images/s",
+        "steps",
+        "compile s",
+    ):
         table.add_column(column, justify="right")
     baselines = {t.batch_size: t for t in timings if t.variant == BASELINE}
     for t in timings:
         base = baselines[t.batch_size]
-        compile_seconds = f"{t.first_step - t.median:.0f}" if "compile" in t.variant and t.first_step is not None else "–"
-        table.add_row(str(t.batch_size), t.variant, f"{t.median:.3f}", f"{t.median / base.median:.2f}", f"{t.cpu_median:.3f}",
-                      f"{t.cpu_median / base.cpu_median:.2f}", f"{t.batch_size / t.median:.1f}", str(len(t.steps)), compile_seconds)
+        compile_seconds = (
+            f"{t.first_step - t.median:.0f}" if "compile" in t.variant and t.first_step is not None else "–"
+        )
+        table.add_row(
+            str(t.batch_size),
+            t.variant,
+            f"{t.median:.3f}",
+            f"{t.median / base.median:.2f}",
+            f"{t.cpu_median:.3f}",
+            f"{t.cpu_median / base.cpu_median:.2f}",
+            f"{t.batch_size / t.median:.1f}",
+            str(len(t.steps)),
+            compile_seconds,
+        )
     return table
 
 
 def machine_report() -> dict[str, object]:
-    return {**hardware(), "threads": torch.get_num_threads(), "cpu_bf16": cpu_bf16_support(),
-            "load_average": os.getloadavg(), "cuda": torch.cuda.is_available()}
+    return {
+        **hardware(),
+        "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_bf16_support(),
+        "load_average": os.getloadavg(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,14 +254,20 @@ def main(argv: list[str] | None = None) -> None:
     prototypes = None
     with tempfile.TemporaryDirectory(prefix="train_speed_") as work_dir:
         for batch_size in args.batches:
-            batch_timings, prototypes = time_batch_size(args, batch_size, Path(work_dir) / f"batch{batch_size}", prototypes)
+            batch_timings, prototypes = time_batch_size(
+                args, batch_size, Path(work_dir) / f"batch{batch_size}", prototypes
+            )
             timings += batch_timings
     after_load = os.getloadavg()
     console.print(results_table(timings))
     console.print(f"load average (1, 5, 15 min): before {before['load_average']}, after {after_load}")
     if args.json:
-        report = {"machine": before, "load_average_after": after_load, "args": {k: str(v) for k, v in vars(args).items()},
-                  "timings": [{**asdict(t), "median": t.median, "cpu_median": t.cpu_median} for t in timings]}
+        report = {
+            "machine": before,
+            "load_average_after": after_load,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "timings": [{**asdict(t), "median": t.median, "cpu_median": t.cpu_median} for t in timings],
+        }
         args.json.write_text(json.dumps(report, indent=2))
 
 

@@ -48,4 +48,7 @@ def test_report_at_threshold_counts_outcomes_per_defect_type():
     report = report_at_threshold(0.5, rows)
     assert report["confusion"] == {"true_positives": 2, "false_negatives": 1, "true_negatives": 1, "false_positives": 1}
     assert report["false_positive_rate_on_good"] == 0.5 and report["recall"] == pytest.approx(2 / 3)
-    assert report["recall_per_defect_type"] == {"crack": {"images": 2, "recall": 0.5}, "stain": {"images": 1, "recall": 1.0}}
+    assert report["recall_per_defect_type"] == {
+        "crack": {"images": 2, "recall": 0.5},
+        "stain": {"images": 1, "recall": 1.0},
+    }

@@ -34,12 +34,18 @@ def test_every_dataset_composes(dataset, _compose):
 @pytest.mark.parametrize("group", ["ablation", "generation", "schedule", "trainer", "callbacks", "debug", "logger"])
 def test_every_option_of_every_group_composes(group, _compose):
     for option in _options(group):
-        if (group, option) != ("callbacks", "predict"):  # predict's writer reads predict.yaml's keys: test_predict_config_composes
+        if (group, option) != (
+            "callbacks",
+            "predict",
+        ):  # predict's writer reads predict.yaml's keys: test_predict_config_composes
             _compose("train", [f"{group}={option}"])
 
 
 def test_short_overrides_reach_the_datamodule_and_model(_compose):
-    cfg = _compose("train", ["dataset=mvtec", "category=screw", "seen=5", "seed=3", "image_size=384", "weights=null", "root=/data/mvtec"])
+    cfg = _compose(
+        "train",
+        ["dataset=mvtec", "category=screw", "seen=5", "seed=3", "image_size=384", "weights=null", "root=/data/mvtec"],
+    )
     dm = cfg.dataset.datamodule
     assert (dm.category, dm.num_seen_anomalies, dm.seed, dm.image_size, dm.root) == ("screw", 5, 3, 384, "/data/mvtec")
     assert cfg.model.net.encoder_weights is None
@@ -57,7 +63,9 @@ def test_real_datasets_default_to_the_paper_schedule_and_demo_to_its_own(_compos
 
 @pytest.mark.parametrize("dataset", ["mvtec", "synthetic", "btad"])
 def test_a_schedule_changes_only_the_schedule(dataset, compose_cfg):
-    base = OmegaConf.to_container(compose_cfg("train", [f"dataset={dataset}"]))  # unresolved: ${epochs} elsewhere is no change
+    base = OmegaConf.to_container(
+        compose_cfg("train", [f"dataset={dataset}"])
+    )  # unresolved: ${epochs} elsewhere is no change
     for schedule in _options("schedule"):
         picked = OmegaConf.to_container(compose_cfg("train", [f"dataset={dataset}", f"schedule={schedule}"]))
         changed = {key for key in base if base[key] != picked[key]}
@@ -67,7 +75,11 @@ def test_a_schedule_changes_only_the_schedule(dataset, compose_cfg):
 def test_every_model_part_has_a_target(_compose):
     model = _compose("train", []).model
     assert model._target_ == "prn.lightning.PRNModule" and model.net._target_ == "prn.models.PRNet"
-    assert model.optimizer._target_ == "torch.optim.Adam" and model.optimizer._partial_ and model.loss._target_ == "prn.losses.PRNLoss"
+    assert (
+        model.optimizer._target_ == "torch.optim.Adam"
+        and model.optimizer._partial_
+        and model.loss._target_ == "prn.losses.PRNLoss"
+    )
 
 
 def test_ablations_switch_exactly_their_modules(_compose):
@@ -88,7 +100,9 @@ def test_predict_config_composes(_compose):
     assert cfg.callbacks.prediction_writer._target_ == "prn.prediction.PredictionWriter"
 
 
-@pytest.mark.parametrize(("dataset", "held_out"), [("mvtec", 0), ("btad", 0), ("dagm", 0), ("ksdd2", 0), ("folder", 0.1), ("synthetic", 0.1)])
+@pytest.mark.parametrize(
+    ("dataset", "held_out"), [("mvtec", 0), ("btad", 0), ("dagm", 0), ("ksdd2", 0), ("folder", 0.1), ("synthetic", 0.1)]
+)
 def test_benchmarks_keep_the_papers_protocol_and_own_parts_hold_out_normals(_compose, dataset, held_out):
     """The paper's tables train on every normal image; a user's folder (and the demo) calibrates a threshold."""
     cfg = _compose("train", [f"dataset={dataset}"])

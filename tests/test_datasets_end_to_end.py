@@ -18,7 +18,10 @@ CASES = {
     "btad": ("01", lambda root: write_btad(root, num_train=6, num_test_ok=2, num_test_ko=4)),
     "dagm": ("Class1", lambda root: write_dagm(root, train=(6, 3), test=(2, 2))),
     "ksdd2": ("ksdd2", lambda root: write_ksdd2(root, train=(6, 3), test=(2, 2))),
-    "folder": ("widget", lambda root: write_folder(root, num_train_good=6, num_test_good=2, num_test_anomalous=2, test_masks=False)),
+    "folder": (
+        "widget",
+        lambda root: write_folder(root, num_train_good=6, num_test_good=2, num_test_anomalous=2, test_masks=False),
+    ),
 }
 
 
@@ -27,10 +30,22 @@ def _train(compose_cfg, tiny):
     def run(dataset: str, tmp_path: Path) -> tuple[dict, dict]:
         category, writer = CASES[dataset]
         root = writer(tmp_path / "data")
-        train(compose_cfg("train", [
-            *tiny, f"dataset={dataset}", f"root={root}", f"category={category}", "max_steps=1", "batch_size=2", "seen=2",
-            f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'unused'}",
-        ]))
+        train(
+            compose_cfg(
+                "train",
+                [
+                    *tiny,
+                    f"dataset={dataset}",
+                    f"root={root}",
+                    f"category={category}",
+                    "max_steps=1",
+                    "batch_size=2",
+                    "seen=2",
+                    f"paths.output_dir={tmp_path / 'run'}",
+                    f"paths.data_dir={tmp_path / 'unused'}",
+                ],
+            )
+        )
         return _results(tmp_path)
 
     return run

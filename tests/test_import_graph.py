@@ -42,7 +42,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         stack.pop()
@@ -54,7 +54,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_known_imports():
     graph = import_graph()
-    assert "prn.checkpoints" in graph["prn.tools.export"] and "prn.utils.instantiation" in graph["prn.exported_prediction"]
+    assert (
+        "prn.checkpoints" in graph["prn.tools.export"] and "prn.utils.instantiation" in graph["prn.exported_prediction"]
+    )
 
 
 def test_find_cycle_reports_a_cycle():
@@ -68,6 +70,9 @@ def test_no_module_of_prn_imports_itself_back():
 
 def test_only_job_modules_import_job_modules():
     graph = import_graph()
-    offenders = {name: sorted(targets & {"prn.pipeline", "prn.exported_prediction"})
-                 for name, targets in graph.items() if name not in JOB_MODULES and targets & {"prn.pipeline", "prn.exported_prediction"}}
+    offenders = {
+        name: sorted(targets & {"prn.pipeline", "prn.exported_prediction"})
+        for name, targets in graph.items()
+        if name not in JOB_MODULES and targets & {"prn.pipeline", "prn.exported_prediction"}
+    }
     assert offenders == {}

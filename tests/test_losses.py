@@ -7,11 +7,13 @@ def test_focal_loss_matches_its_definition():
     logits = torch.tensor([[-2.0, 0.0, 3.0]])
     target = torch.tensor([[0.0, 1.0, 1.0]])
     p = torch.sigmoid(logits)
-    expected = torch.stack([
-        -(1 - 0.5) * p[0, 0] ** 4 * torch.log(1 - p[0, 0]),
-        -0.5 * (1 - p[0, 1]) ** 4 * torch.log(p[0, 1]),
-        -0.5 * (1 - p[0, 2]) ** 4 * torch.log(p[0, 2]),
-    ]).mean()
+    expected = torch.stack(
+        [
+            -(1 - 0.5) * p[0, 0] ** 4 * torch.log(1 - p[0, 0]),
+            -0.5 * (1 - p[0, 1]) ** 4 * torch.log(p[0, 1]),
+            -0.5 * (1 - p[0, 2]) ** 4 * torch.log(p[0, 2]),
+        ]
+    ).mean()
     assert torch.allclose(binary_focal_loss(logits, target, 0.5, 4.0), expected, atol=1e-6)
 
 

@@ -65,7 +65,9 @@ def test_score_is_chosen_on_held_out_normals_and_generated_anomalies_and_travels
 
 def test_checkpoint_carries_prototypes(trained):
     cfg, _ = trained
-    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )["state_dict"]
     prototypes = [k for k in state if "prototypes" in k]
     assert prototypes and all(state[k].shape[0] >= 1 for k in prototypes)
 
@@ -87,9 +89,17 @@ def test_eval_names_a_missing_checkpoint(tmp_path, compose_cfg):
 def test_resume_goes_on_from_the_checkpoint_with_its_prototypes(trained, tmp_path, compose_cfg, tiny):
     cfg, _ = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    resumed_cfg = compose_cfg("train", [
-        *tiny, f"paths.data_dir={cfg.paths.data_dir}", f"paths.output_dir={tmp_path}", f"resume={ckpt}", "max_steps=6", "epochs=3",
-    ])
+    resumed_cfg = compose_cfg(
+        "train",
+        [
+            *tiny,
+            f"paths.data_dir={cfg.paths.data_dir}",
+            f"paths.output_dir={tmp_path}",
+            f"resume={ckpt}",
+            "max_steps=6",
+            "epochs=3",
+        ],
+    )
     result = train(resumed_cfg)
     assert result["steps"] == 6 and result["resumed_from"] == str(ckpt)
     assert result["prototype_seconds"] == 0.0, "prototypes must come from the checkpoint, not a new k-means"
@@ -112,7 +122,11 @@ def test_predict_scores_every_image_of_a_folder_like_the_test_does(trained, tmp_
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     folder = Path(cfg.paths.data_dir) / "synthetic" / "tiles" / "test"
     images = sorted(p for p in folder.rglob("*.png"))
-    result = predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path}", "threshold=0.5"]))
+    result = predict(
+        compose_cfg(
+            "predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path}", "threshold=0.5"]
+        )
+    )
     assert result["images"] == len(images)
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
     assert [Path(r["path"]) for r in rows] == images
@@ -135,9 +149,13 @@ def test_predict_decides_with_the_calibrated_thresholds_and_skips_a_broken_file(
         (folder / f"{index}.png").write_bytes(image.read_bytes())
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DatasetError, match="broken.png"):  # the default stays fail-fast, naming the file
-        predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path / 'fail'}"]))
+        predict(
+            compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={tmp_path / 'fail'}"])
+        )
     out = tmp_path / "skip"
-    outcome = predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={out}", "on_error=skip"]))
+    outcome = predict(
+        compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={folder}", f"paths.output_dir={out}", "on_error=skip"])
+    )
     assert outcome["images"] == 3 and outcome["skipped"] == 1
     assert outcome["image_threshold"] == result["calibration"]["image_threshold"]
     skipped = list(csv.DictReader((out / "skipped.csv").open()))
@@ -153,13 +171,26 @@ def test_predict_names_a_missing_input(trained, tmp_path, compose_cfg):
     cfg, _ = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     with pytest.raises(DatasetError, match="input="):
-        predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'nope'}", f"paths.output_dir={tmp_path / 'out'}"]))
+        predict(
+            compose_cfg(
+                "predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'nope'}", f"paths.output_dir={tmp_path / 'out'}"]
+            )
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_one_override_swaps_the_optimiser_and_adds_a_scheduler(compose_cfg, tiny):
-    cfg = compose_cfg("train", [*tiny, "model.optimizer._target_=torch.optim.AdamW", "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
-                                "+model.scheduler._partial_=true", "+model.scheduler.step_size=2", "paths.output_dir=/tmp/prn-compose"])
+    cfg = compose_cfg(
+        "train",
+        [
+            *tiny,
+            "model.optimizer._target_=torch.optim.AdamW",
+            "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
+            "+model.scheduler._partial_=true",
+            "+model.scheduler.step_size=2",
+            "paths.output_dir=/tmp/prn-compose",
+        ],
+    )
     configured = build_module(cfg).configure_optimizers()
     assert type(configured["optimizer"]) is torch.optim.AdamW and configured["optimizer"].param_groups[0]["lr"] == 1e-4
     assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
@@ -167,9 +198,18 @@ def test_one_override_swaps_the_optimiser_and_adds_a_scheduler(compose_cfg, tiny
 
 def test_callbacks_come_from_config_and_one_override_switches_one_off(compose_cfg, tiny):
     default = instantiate_group(compose_cfg("train", [*tiny, "paths.output_dir=/tmp/prn-compose"]).callbacks)
-    assert {type(c).__name__ for c in default} == {"PrototypeCallback", "ModelCheckpoint", "TrainingTimer", "RichProgressBar", "WandbReportCallback", "RunReport"}
+    assert {type(c).__name__ for c in default} == {
+        "PrototypeCallback",
+        "ModelCheckpoint",
+        "TrainingTimer",
+        "RichProgressBar",
+        "WandbReportCallback",
+        "RunReport",
+    }
     for override in ("~callbacks.timer", "callbacks.timer=null"):
-        fewer = instantiate_group(compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks)
+        fewer = instantiate_group(
+            compose_cfg("train", [*tiny, override, "paths.output_dir=/tmp/prn-compose"]).callbacks
+        )
         assert "TrainingTimer" not in {type(c).__name__ for c in fewer} and len(fewer) == len(default) - 1
 
 
@@ -186,7 +226,12 @@ def test_lightning_messages_go_to_the_root_handlers_once_they_exist(monkeypatch)
 
 
 def test_resume_keeps_the_saved_patch_memory(tmp_path, compose_cfg, tiny):
-    overrides = [*tiny, f"paths.output_dir={tmp_path}", "model.net.prototype_match=location", "model.net.patch_memory=true"]
+    overrides = [
+        *tiny,
+        f"paths.output_dir={tmp_path}",
+        "model.net.prototype_match=location",
+        "model.net.patch_memory=true",
+    ]
     saved = build_module(compose_cfg("train", overrides))
     saved.net.patch_memory.set_memory(torch.rand(7, 384), torch.arange(7), distance_scale=1.5)
     ckpt = tmp_path / "last.ckpt"

@@ -57,7 +57,12 @@ def test_writer_mirrors_the_input_tree_and_applies_the_threshold(tmp_path):
     writer.on_predict_end(None, None)
     rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
     assert rows[0] == "path,score,normalized_score,decision,anomalous,map,overlay,mask"
-    assert rows[1].split(",")[1:5] == ["0.200000", "", "OK", "0"] and rows[2].split(",")[1:5] == ["0.900000", "", "NG", "1"]
+    assert rows[1].split(",")[1:5] == ["0.200000", "", "OK", "0"] and rows[2].split(",")[1:5] == [
+        "0.900000",
+        "",
+        "NG",
+        "1",
+    ]
     for name in ("a/000.png", "b/000.png"):
         assert Image.open(tmp_path / "out" / "maps" / name).size == (60, 40)
         assert Image.open(tmp_path / "out" / "overlays" / name).size == (60, 40)

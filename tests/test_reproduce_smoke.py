@@ -40,8 +40,18 @@ def test_table8_cells_pair_dataset_and_category(_compose):
 def test_in_process_job_lands_in_its_table_row(tmp_path, _compose):
     """Fast variant of the sweep below: one smoke job of Table 7 written like a sweep job."""
     run_dir = tmp_path / "sweep" / "0_synthetic_tiles"
-    cfg = _compose(["experiment=table7", *SMOKE, "seen=5", "category=tiles", "max_steps=1",
-                    f"paths.output_dir={run_dir}", f"paths.data_dir={tmp_path / 'data'}", "synthetic.num_train=12"])
+    cfg = _compose(
+        [
+            "experiment=table7",
+            *SMOKE,
+            "seen=5",
+            "category=tiles",
+            "max_steps=1",
+            f"paths.output_dir={run_dir}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "synthetic.num_train=12",
+        ]
+    )
     result = train(cfg)
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["config"]["seen"] == 5 and saved["seed"] == 0 and saved["git_commit"] and saved["hardware"]
@@ -53,8 +63,18 @@ def test_in_process_job_lands_in_its_table_row(tmp_path, _compose):
 def test_multirun_of_two_seeds_then_aggregation(tmp_path):
     """`python src/train.py -m` as `make reproduce-table7 SCALE=smoke SEEDS=0,1` runs it, one category (~20 s on 2 idle cores)."""
     sweep = tmp_path / "table7"
-    command = [sys.executable, "src/train.py", "-m", "experiment=table7", *SMOKE, "seen=10", "category=tiles", "seed=0,1",
-               f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path / 'data'}"]
+    command = [
+        sys.executable,
+        "src/train.py",
+        "-m",
+        "experiment=table7",
+        *SMOKE,
+        "seen=10",
+        "category=tiles",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
     seeds = sorted(json.loads(path.read_text())["seed"] for path in sweep.rglob("results.json"))
     assert seeds == [0, 1], "one job per seed"
@@ -67,6 +87,8 @@ def test_multirun_of_two_seeds_then_aggregation(tmp_path):
 @pytest.mark.parametrize("seeds, expected", [("0,1,2", "seed=0,1,2"), ("", None)])
 def test_make_adds_the_seeds_to_the_sweep(seeds, expected):
     """`make reproduce-tableN SEEDS=0,1,2` sweeps the seed too; without SEEDS the configs' seed stays."""
-    dry_run = subprocess.run(["make", "-n", "reproduce-table1", f"SEEDS={seeds}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    command = dry_run[dry_run.index("src/train.py -m experiment=table1"):dry_run.index("|| status")].split()
+    dry_run = subprocess.run(
+        ["make", "-n", "reproduce-table1", f"SEEDS={seeds}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    command = dry_run[dry_run.index("src/train.py -m experiment=table1") : dry_run.index("|| status")].split()
     assert [part for part in command if part.startswith("seed=")] == ([expected] if expected else []), command

@@ -9,7 +9,9 @@ from prn.models.scorer import smooth_maps
 from prn.score_selection import ScoreChoice, choose_score
 
 
-def _maps_with_defects(defect_pixels: int, noise_peak: float, count: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _maps_with_defects(
+    defect_pixels: int, noise_peak: float, count: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normals with one bright noise pixel each and anomalies with a ``defect_pixels``-wide defect of 0.9."""
     generator = torch.Generator().manual_seed(seed)
     maps = torch.rand(2 * count, 1, 64, 64, generator=generator) * 0.1
@@ -17,7 +19,7 @@ def _maps_with_defects(defect_pixels: int, noise_peak: float, count: int = 8, se
     for index in range(count):
         maps[index, 0, 5 + index, 9] = noise_peak  # a normal's single hot pixel
         row = 20 + 2 * index
-        masks[count + index, 0, row:row + defect_pixels, 30:30 + defect_pixels] = 1
+        masks[count + index, 0, row : row + defect_pixels, 30 : 30 + defect_pixels] = 1
     maps = torch.where(masks > 0, torch.full_like(maps, 0.9), maps)
     return maps, masks, torch.tensor([0] * count + [1] * count)
 

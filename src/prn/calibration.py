@@ -63,14 +63,18 @@ class Calibration:
         return cls(**{key: values[key] for key in cls.__dataclass_fields__})
 
 
-def fit_calibration(image_scores: Sequence[float], map_maxima: Sequence[float], fpr: float = DEFAULT_FPR) -> Calibration:
+def fit_calibration(
+    image_scores: Sequence[float], map_maxima: Sequence[float], fpr: float = DEFAULT_FPR
+) -> Calibration:
     """Thresholds at false-positive rate ``fpr`` from held-out normals' image scores and per-image map maxima."""
     scores = np.asarray(image_scores, dtype=np.float64)
     maxima = np.asarray(map_maxima, dtype=np.float64)
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"threshold.fpr={fpr} must lie in (0, 1), e.g. 0.01 for one rejected normal part in a hundred")
     if scores.size == 0 or scores.size != maxima.size:
-        raise ValueError(f"calibration needs one score and one map maximum per held-out normal image; got {scores.size} and {maxima.size}")
+        raise ValueError(
+            f"calibration needs one score and one map maximum per held-out normal image; got {scores.size} and {maxima.size}"
+        )
     quantile = 1.0 - fpr
     return Calibration(
         image_threshold=float(np.quantile(scores, quantile, method="higher")),

@@ -21,7 +21,9 @@ def existing_checkpoint(value: str, option: str) -> Path:
     """``value`` as a path to an existing file, or an error that names ``option`` and what to pass."""
     path = Path(value)
     if not path.is_file():
-        raise FileNotFoundError(f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)")
+        raise FileNotFoundError(
+            f"{option}={path} does not exist: pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)"
+        )
     return path
 
 
@@ -49,6 +51,6 @@ def install_saved_prototypes(module: PRNModule, ckpt: Path) -> None:
     for name in FITTED_PARTS:
         part: nn.Module | None = getattr(module.net, name, None)
         prefix = f"net.{name}."
-        saved = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        saved = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
         if part is not None and saved and all(value.numel() > 0 for value in saved.values()):
             part.load_state_dict(saved)

@@ -43,10 +43,14 @@ def export_main(cfg: DictConfig) -> None:
     from prn.tools.export import default_output, export_checkpoint
 
     out = default_output(Path(cfg.paths.output_dir), cfg.format) if cfg.out is None else Path(cfg.out)
-    metadata = export_checkpoint(existing_checkpoint(cfg.ckpt_path, "ckpt_path"), out, cfg.format, cfg.max_batch, cfg.precision)
+    metadata = export_checkpoint(
+        existing_checkpoint(cfg.ckpt_path, "ckpt_path"), out, cfg.format, cfg.max_batch, cfg.precision
+    )
     calibrated = "calibrated thresholds" if metadata["calibration"] else "no calibration (scores and maps only)"
-    print(f"wrote {out} ({cfg.format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "
-          f"{metadata['training']['encoder_weights']}")
+    print(
+        f"wrote {out} ({cfg.format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "
+        f"{metadata['training']['encoder_weights']}"
+    )
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="preview", version_base="1.3")

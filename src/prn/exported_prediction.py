@@ -31,8 +31,10 @@ BACKENDS = ("torch", "onnx", "openvino")
 
 def checked_backend(value: str) -> str:
     if value not in BACKENDS:
-        raise ValueError(f"backend={value!r} is not one of {list(BACKENDS)}: torch runs the checkpoint in PyTorch, "
-                         "onnx / openvino an exported model (ckpt_path= a checkpoint to export, or a .onnx / .xml file)")
+        raise ValueError(
+            f"backend={value!r} is not one of {list(BACKENDS)}: torch runs the checkpoint in PyTorch, "
+            "onnx / openvino an exported model (ckpt_path= a checkpoint to export, or a .onnx / .xml file)"
+        )
     return value
 
 
@@ -40,13 +42,21 @@ def exported_model(source: Path, backend: str, output_dir: Path) -> Path:
     """``source`` when it is already an export for ``backend``; otherwise ``source`` exported into ``output_dir``."""
     if source.suffix.lower() in FORMAT_SUFFIX.values():
         if model_format(source) != backend:
-            raise ValueError(f"ckpt_path={source} is an export for backend={model_format(source)}, not backend={backend}: "
-                             f"pass backend={model_format(source)}, or the checkpoint to export it again")
+            raise ValueError(
+                f"ckpt_path={source} is an export for backend={model_format(source)}, not backend={backend}: "
+                f"pass backend={model_format(source)}, or the checkpoint to export it again"
+            )
         return source
     out = default_output(output_dir, backend)
     start = time.perf_counter()
     export_checkpoint(source, out, format=backend)
-    log.info("Exported %s as %s in %.1f s: %s (pass it as ckpt_path= next time)", source, backend, time.perf_counter() - start, out)
+    log.info(
+        "Exported %s as %s in %.1f s: %s (pass it as ckpt_path= next time)",
+        source,
+        backend,
+        time.perf_counter() - start,
+        out,
+    )
     return out
 
 
@@ -54,7 +64,9 @@ def prediction_writer(cfg: DictConfig) -> PredictionWriter:
     """The configured writer (``conf/callbacks/predict.yaml``), used here without a Lightning trainer."""
     writer = next((c for c in instantiate_group(cfg.get("callbacks")) if isinstance(c, PredictionWriter)), None)
     if writer is None:
-        raise ValueError("callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)")
+        raise ValueError(
+            "callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)"
+        )
     return writer
 
 
@@ -63,8 +75,12 @@ def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root:
     backend = checked_backend(cfg.backend)
     writer = prediction_writer(cfg)
     inferencer = Inferencer(exported_model(source, backend, Path(cfg.paths.output_dir)), batch_size=cfg.batch_size)
-    loader = DataLoader(ImageFileSet(files, root, inferencer.image_size, cfg.on_error), batch_size=cfg.batch_size,
-                        num_workers=cfg.num_workers, shuffle=False)
+    loader = DataLoader(
+        ImageFileSet(files, root, inferencer.image_size, cfg.on_error),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        shuffle=False,
+    )
     start = time.perf_counter()
     writer.start(inferencer.calibration)
     try:
@@ -77,7 +93,21 @@ def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root:
     seconds = time.perf_counter() - start
     if writer.skipped:
         log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
-    log.info("Scored %d images with %s in %.1f s (%.3f s/image incl. decoding and writing): %s",
-             writer.count, inferencer.path, seconds, seconds / max(writer.count, 1), writer.csv_path)
-    return {"images": writer.count, "skipped": writer.skipped, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2),
-            "image_threshold": writer.image_threshold, "checkpoint": str(source), "backend": backend, "model": str(inferencer.path)}
+    log.info(
+        "Scored %d images with %s in %.1f s (%.3f s/image incl. decoding and writing): %s",
+        writer.count,
+        inferencer.path,
+        seconds,
+        seconds / max(writer.count, 1),
+        writer.csv_path,
+    )
+    return {
+        "images": writer.count,
+        "skipped": writer.skipped,
+        "scores_csv": str(writer.csv_path),
+        "seconds": round(seconds, 2),
+        "image_threshold": writer.image_threshold,
+        "checkpoint": str(source),
+        "backend": backend,
+        "model": str(inferencer.path),
+    }

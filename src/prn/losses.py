@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.5, gamma: float = 4.0) -> torch.Tensor:
+def binary_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.5, gamma: float = 4.0
+) -> torch.Tensor:
     """Mean focal loss of a per-pixel sigmoid map against a {0,1} (or soft) mask."""
     prob = torch.sigmoid(logits)
     log_p = F.logsigmoid(logits)

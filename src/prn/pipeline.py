@@ -93,34 +93,62 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
         return predict_exported(cfg, ckpt, files, root)
     module = module_from_checkpoint(ckpt)
-    loader = DataLoader(ImageFileSet(files, root, training_image_size(module, ckpt), cfg.on_error), batch_size=cfg.batch_size,
-                        num_workers=cfg.num_workers, shuffle=False)
+    loader = DataLoader(
+        ImageFileSet(files, root, training_image_size(module, ckpt), cfg.on_error),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        shuffle=False,
+    )
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     writer = find_callback(trainer, PredictionWriter)
     if writer is None:
-        raise ValueError("callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)")
+        raise ValueError(
+            "callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)"
+        )
     start = time.perf_counter()
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     seconds = time.perf_counter() - start
-    log.info("Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s", writer.count, seconds, seconds / max(writer.count, 1), writer.csv_path)
+    log.info(
+        "Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s",
+        writer.count,
+        seconds,
+        seconds / max(writer.count, 1),
+        writer.csv_path,
+    )
     if writer.skipped:
         log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
-    return {"images": writer.count, "skipped": writer.skipped, "scores_csv": str(writer.csv_path), "seconds": round(seconds, 2),
-            "image_threshold": writer.image_threshold, "checkpoint": str(ckpt)}
+    return {
+        "images": writer.count,
+        "skipped": writer.skipped,
+        "scores_csv": str(writer.csv_path),
+        "seconds": round(seconds, 2),
+        "image_threshold": writer.image_threshold,
+        "checkpoint": str(ckpt),
+    }
 
 
 def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     """Choose map smoothing and top-k on held-out normals and anomalies generated on them; keep the configured ones without."""
     loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
     if loader is None:
-        log.info("No held-out normals or no generated anomalies: the configured score is kept (top_k=%d, map_sigma=%g)",
-                 module.hparams.top_k, module.hparams.map_sigma)
+        log.info(
+            "No held-out normals or no generated anomalies: the configured score is kept (top_k=%d, map_sigma=%g)",
+            module.hparams.top_k,
+            module.hparams.map_sigma,
+        )
         return
     choice = module.choose_score(loader)
     module.apply_score_choice(choice)
-    log.info("Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d "
-             "(validation image AUROC %.4f, pixel AUROC %s)", choice.num_normals, choice.num_anomalies, choice.map_sigma,
-             choice.top_k, choice.val_image_auroc, "n/a" if choice.val_pixel_auroc is None else f"{choice.val_pixel_auroc:.4f}")
+    log.info(
+        "Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d "
+        "(validation image AUROC %.4f, pixel AUROC %s)",
+        choice.num_normals,
+        choice.num_anomalies,
+        choice.map_sigma,
+        choice.top_k,
+        choice.val_image_auroc,
+        "n/a" if choice.val_pixel_auroc is None else f"{choice.val_pixel_auroc:.4f}",
+    )
 
 
 def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) -> Calibration | None:
@@ -131,10 +159,16 @@ def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) 
         return None
     scores, maxima = module.score_held_out_normals(loader)
     calibration = fit_calibration(scores, maxima, fpr)
-    log.info("Calibrated on %d held-out normals at FPR %.3g: image threshold %.4f, pixel threshold %.4f%s",
-             calibration.num_images, fpr, calibration.image_threshold, calibration.pixel_threshold,
-             "" if fpr >= calibration.resolvable_fpr else
-             f" (FPR {fpr:g} is below 1/{calibration.num_images}: the threshold is the largest held-out score)")
+    log.info(
+        "Calibrated on %d held-out normals at FPR %.3g: image threshold %.4f, pixel threshold %.4f%s",
+        calibration.num_images,
+        fpr,
+        calibration.image_threshold,
+        calibration.pixel_threshold,
+        ""
+        if fpr >= calibration.resolvable_fpr
+        else f" (FPR {fpr:g} is below 1/{calibration.num_images}: the threshold is the largest held-out score)",
+    )
     return calibration
 
 
@@ -157,8 +191,6 @@ def build_module(cfg: DictConfig) -> PRNModule:
     return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
 
 
-
-
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     """The configured Lightning trainer with these callbacks and the configured loggers (none: no logger)."""
     loggers = instantiate_group(cfg.get("logger"))
@@ -175,16 +207,6 @@ def print_lightning_messages_once() -> None:
     """
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
-
-
-
-
-
-
-
-
-
-
 
 
 def _report(
@@ -209,9 +231,14 @@ def _report(
         **header,
         "metrics": module.test_results,
         "per_defect": module.metrics.per_defect,  # each defect type against all good images
-        "score": {"top_k": module.hparams.top_k, "map_sigma": module.hparams.get("map_sigma", 0.0),
-                  "chosen_on_held_out": None if module.score_choice is None else module.score_choice.to_dict()},
-        "calibration": None if module.calibration is None else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
+        "score": {
+            "top_k": module.hparams.top_k,
+            "map_sigma": module.hparams.get("map_sigma", 0.0),
+            "chosen_on_held_out": None if module.score_choice is None else module.score_choice.to_dict(),
+        },
+        "calibration": None
+        if module.calibration is None
+        else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
         "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
         "test_images_per_rank": module.test_images_per_rank,

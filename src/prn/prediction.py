@@ -44,7 +44,9 @@ ON_ERROR_CHOICES = ("fail", "skip")
 
 def checked_on_error(value: str) -> str:
     if value not in ON_ERROR_CHOICES:
-        raise ValueError(f"on_error={value!r} is not one of {list(ON_ERROR_CHOICES)}: fail stops at a broken file, skip lists it in skipped.csv")
+        raise ValueError(
+            f"on_error={value!r} is not one of {list(ON_ERROR_CHOICES)}: fail stops at a broken file, skip lists it in skipped.csv"
+        )
     return value
 
 
@@ -61,11 +63,15 @@ def collect_images(source: str | Path, on_error: str = "fail") -> tuple[list[Pat
     else:
         path = Path(text).expanduser()
         if not path.exists():
-            raise DatasetError(f"input={path} does not exist: pass an image file, a folder of images or a glob like 'parts/*.png'")
+            raise DatasetError(
+                f"input={path} does not exist: pass an image file, a folder of images or a glob like 'parts/*.png'"
+            )
         files = [path] if path.is_file() else list_image_files(path, recursive=True)
         root = path.parent if path.is_file() else path
     if not files:
-        raise DatasetError(f"input={text} names no image files ({', '.join(IMAGE_SUFFIXES)}): check the path or the glob")
+        raise DatasetError(
+            f"input={text} names no image files ({', '.join(IMAGE_SUFFIXES)}): check the path or the glob"
+        )
     if checked_on_error(on_error) == "fail":
         for file in files:
             image_size_of(file)  # header check: a broken file fails here, by name, before any work is done
@@ -149,7 +155,9 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str | Path, threshold: float | str | None = "auto", save_maps: bool = True) -> None:
         super().__init__(write_interval="batch")
         if isinstance(threshold, str) and threshold != "auto":
-            raise ValueError(f"threshold={threshold!r} must be auto (the checkpoint's calibrated threshold), a number, or null (no decisions)")
+            raise ValueError(
+                f"threshold={threshold!r} must be auto (the checkpoint's calibrated threshold), a number, or null (no decisions)"
+            )
         self.out_dir = Path(output_dir)
         self.threshold, self.save_maps = threshold, save_maps
         self.csv_path = self.out_dir / "scores.csv"
@@ -179,8 +187,10 @@ class PredictionWriter(BasePredictionWriter):
         if self.threshold == "auto":
             self.image_threshold = None if calibration is None else calibration.image_threshold
             if calibration is None:
-                log.warning("threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
-                            "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>.")
+                log.warning(
+                    "threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
+                    "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>."
+                )
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.close()
@@ -188,11 +198,21 @@ class PredictionWriter(BasePredictionWriter):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.close()
 
-    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: dict[str, Any],
-                           batch_indices: Sequence[int] | None, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Sequence[int] | None,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
         maps = prediction["anomaly_map"][:, 0].float().numpy()
         errors = batch.get("error") or [""] * len(maps)
-        for path, relative, anomaly_map, score, error in zip(batch["path"], batch["relative"], maps, prediction["score"].tolist(), errors):
+        for path, relative, anomaly_map, score, error in zip(
+            batch["path"], batch["relative"], maps, prediction["score"].tolist(), errors
+        ):
             if error:
                 self.skip(Path(path), error)
             else:
@@ -207,7 +227,9 @@ class PredictionWriter(BasePredictionWriter):
             anomalous = score >= self.image_threshold
             row["anomalous"], row["decision"] = int(anomalous), "NG" if anomalous else "OK"
         if self.save_maps:
-            map_path, overlay_path, mask_path = (self.out_dir / folder / relative.with_suffix(".png") for folder in ("maps", "overlays", "masks"))
+            map_path, overlay_path, mask_path = (
+                self.out_dir / folder / relative.with_suffix(".png") for folder in ("maps", "overlays", "masks")
+            )
             native_size = image_size_of(image_path)
             native_map = native_size_map(anomaly_map, native_size)  # once, for every file
             save_map(native_map, map_path)

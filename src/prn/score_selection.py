@@ -50,12 +50,20 @@ class ScoreChoice:
         return cls(**values)
 
 
-def choose_score(maps: Tensor, masks: Tensor, labels: Tensor, sigmas: Sequence[float] = SIGMAS,
-                 top_ks: Sequence[int] = TOP_KS, seed: int = 0) -> ScoreChoice:
+def choose_score(
+    maps: Tensor,
+    masks: Tensor,
+    labels: Tensor,
+    sigmas: Sequence[float] = SIGMAS,
+    top_ks: Sequence[int] = TOP_KS,
+    seed: int = 0,
+) -> ScoreChoice:
     """Best (sigma, k) for ``[N, 1, H, W]`` maps in [0, 1] of held-out normals (label 0) and generated anomalies (label 1, mask)."""
     labels_np = labels.cpu().numpy().astype(int)
     if not (labels_np == 0).any() or not (labels_np == 1).any():
-        raise ValueError("choosing the image score needs held-out normals and generated anomalies (val_normals > 0 and generation on)")
+        raise ValueError(
+            "choosing the image score needs held-out normals and generated anomalies (val_normals > 0 and generation on)"
+        )
     pixels = _pixel_sample(masks, seed)
     candidates = []
     for sigma in sigmas:
@@ -64,11 +72,25 @@ def choose_score(maps: Tensor, masks: Tensor, labels: Tensor, sigmas: Sequence[f
         for k in top_ks:
             image_auroc = auroc(top_k_mean(smoothed, k).numpy(), labels_np)
             objective = image_auroc if pixel_auroc is None else (image_auroc + pixel_auroc) / 2
-            candidates.append({"map_sigma": float(sigma), "top_k": int(k), "image_auroc": image_auroc,
-                               "pixel_auroc": pixel_auroc, "objective": objective})
+            candidates.append(
+                {
+                    "map_sigma": float(sigma),
+                    "top_k": int(k),
+                    "image_auroc": image_auroc,
+                    "pixel_auroc": pixel_auroc,
+                    "objective": objective,
+                }
+            )
     best = max(candidates, key=lambda c: (round(c["objective"], 6), (c["map_sigma"], c["top_k"]) == PAPER_CHOICE))
-    return ScoreChoice(best["map_sigma"], best["top_k"], best["image_auroc"], best["pixel_auroc"],
-                       int((labels_np == 0).sum()), int((labels_np == 1).sum()), candidates)
+    return ScoreChoice(
+        best["map_sigma"],
+        best["top_k"],
+        best["image_auroc"],
+        best["pixel_auroc"],
+        int((labels_np == 0).sum()),
+        int((labels_np == 1).sum()),
+        candidates,
+    )
 
 
 def _pixel_sample(masks: Tensor, seed: int) -> tuple[np.ndarray, np.ndarray] | None:

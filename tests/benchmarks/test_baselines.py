@@ -50,8 +50,19 @@ DATA = ["--category", "widget", "--image-size", "128", "--seen", "2", "--seed", 
 def run(widget):
     """One CLI run (JSON, maps, table) with an extra Hydra override passed through after ``--``."""
     out = widget["folder"] / "out" / "patchcore.json"
-    argv = ["--root", str(widget["root"]), "--weights", str(widget["weights"]), *DATA, "--out", str(out), "--maps", "3",
-            "--", "dataset.datamodule.eval_batch_size=3"]
+    argv = [
+        "--root",
+        str(widget["root"]),
+        "--weights",
+        str(widget["weights"]),
+        *DATA,
+        "--out",
+        str(out),
+        "--maps",
+        "3",
+        "--",
+        "dataset.datamodule.eval_batch_size=3",
+    ]
     return {"result": baselines.main(argv), "out": out}
 
 
@@ -60,12 +71,25 @@ def test_metrics_in_unit_interval_and_split_is_prns(run, widget, compose_cfg):
     assert set(METRICS) <= set(result["metrics"])
     assert all(0.0 <= result["metrics"][key] <= 1.0 for key in METRICS)
 
-    cfg = compose_cfg("train", ["dataset=mvtec", "category=widget", f"root={widget['root']}", "seed=3", "seen=2",
-                                "image_size=128", "generation=none"])
+    cfg = compose_cfg(
+        "train",
+        [
+            "dataset=mvtec",
+            "category=widget",
+            f"root={widget['root']}",
+            "seed=3",
+            "seen=2",
+            "image_size=128",
+            "generation=none",
+        ],
+    )
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")
     expected = datamodule.split_summary()
-    assert result["split"]["counts"] == expected["counts"] == {
-        "train_normal": 12, "val_normal": 0, "seen_anomalies": 2, "test": 8, "test_good": 3, "test_anomalous": 5}
+    assert (
+        result["split"]["counts"]
+        == expected["counts"]
+        == {"train_normal": 12, "val_normal": 0, "seen_anomalies": 2, "test": 8, "test_good": 3, "test_anomalous": 5}
+    )
     assert result["split_files"]["test"] == expected["test"]
     assert result["split_files"]["seen_anomalies"] == expected["seen_anomalies"]
     assert result["test_images"] == 8 and result["train_images"] == 12
@@ -88,16 +112,24 @@ def test_patchcore_setup_weights_override_timings_and_maps(run):
     assert result["fit_seconds"] > 0 and result["ms_per_image"] > 0
     assert len(result["maps"]) == 3 and all(Path(path).is_file() for path in result["maps"])
     assert any("_good_" in Path(path).name for path in result["maps"])
-    assert set(result["per_defect"]) == {"crack", "hole"} and "image_auroc" in result["per_defect"]["crack"]["metrics"], \
-        "per defect type, like prn's results.json"
+    assert (
+        set(result["per_defect"]) == {"crack", "hole"} and "image_auroc" in result["per_defect"]["crack"]["metrics"]
+    ), "per defect type, like prn's results.json"
 
 
 def test_table_prints_split_and_prn_row(run, widget, capsys):
     result = dict(run["result"])
     counts = result["split"]["counts"]
-    prn = {"category": "widget", "metrics": {"image_auroc": 0.9, "pixel_auroc": 0.95, "pixel_aupro": 0.8, "pixel_ap": 0.5},
-           "inference_seconds_per_image": 0.012, "seconds_per_step": 0.5, "steps": 10, "train_seconds": 5.0,
-           "split": {"counts": dict(counts)}, "config": {}}
+    prn = {
+        "category": "widget",
+        "metrics": {"image_auroc": 0.9, "pixel_auroc": 0.95, "pixel_aupro": 0.8, "pixel_ap": 0.5},
+        "inference_seconds_per_image": 0.012,
+        "seconds_per_step": 0.5,
+        "steps": 10,
+        "train_seconds": 5.0,
+        "split": {"counts": dict(counts)},
+        "config": {},
+    }
     same = widget["folder"] / "prn_same.json"
     same.write_text(json.dumps(prn))
     result["prn"] = baselines.prn_row(same, result)

@@ -8,7 +8,9 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _run(script, *args, cwd=None):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -21,9 +23,21 @@ def test_model_speed_reports_times_flops_and_parts_with_channels_last_and_bf16()
 
 
 def test_data_pipeline_reports_every_source_and_a_projection(tmp_path):
-    out = _run("data_pipeline.py", "--items", "2", "--batches", "1", "--workers", "0", "--",
-               f"paths.data_dir={tmp_path}", "dataset.datamodule.num_train=8",
-               "dataset.datamodule.num_test_good=2", "dataset.datamodule.num_test_per_defect=2", "seen=2")
+    out = _run(
+        "data_pipeline.py",
+        "--items",
+        "2",
+        "--batches",
+        "1",
+        "--workers",
+        "0",
+        "--",
+        f"paths.data_dir={tmp_path}",
+        "dataset.datamodule.num_train=8",
+        "dataset.datamodule.num_test_good=2",
+        "dataset.datamodule.num_test_per_defect=2",
+        "seen=2",
+    )
     for source in ("normal", "ea", "sa"):
         assert f"  {source} " in out
     assert "DataLoader workers=0" in out and "the data alone needs" in out

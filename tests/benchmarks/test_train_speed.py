@@ -24,9 +24,30 @@ def _load_script():
 def test_float32_and_bf16_steps_are_timed_in_one_table_and_json(tmp_path, capsys):
     out = tmp_path / "speed.json"
     _load_script().main(
-        ["--size", "128", "--batches", "2", "--rounds", "1", "--steps", "1", "--warmup", "1", "--variants", "float32", "bf16",
-         "--json", str(out), "--", "debug=tiny", f"paths.data_dir={tmp_path / 'data'}", "synthetic.num_train=8",
-         "synthetic.num_test_good=1", "synthetic.num_test_per_defect=1", "seen=2"]
+        [
+            "--size",
+            "128",
+            "--batches",
+            "2",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--variants",
+            "float32",
+            "bf16",
+            "--json",
+            str(out),
+            "--",
+            "debug=tiny",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "synthetic.num_train=8",
+            "synthetic.num_test_good=1",
+            "synthetic.num_test_per_defect=1",
+            "seen=2",
+        ]
     )
     printed = capsys.readouterr().out
     assert "vs float32" in printed and "avx512_bf16" in printed
@@ -34,7 +55,12 @@ def test_float32_and_bf16_steps_are_timed_in_one_table_and_json(tmp_path, capsys
     timings = {t["variant"]: t for t in report["timings"]}
     assert set(timings) == {"float32", "bf16"}
     for timing in timings.values():
-        assert timing["batch_size"] == 2 and len(timing["steps"]) == 1 and timing["median"] > 0 and timing["cpu_median"] > 0
+        assert (
+            timing["batch_size"] == 2
+            and len(timing["steps"]) == 1
+            and timing["median"] > 0
+            and timing["cpu_median"] > 0
+        )
         assert timing["first_step"] > 0  # the warm-up step, left out of the median
     assert set(report["machine"]["cpu_bf16"]) == {"capability", "avx512_bf16", "amx"}
 

@@ -35,7 +35,9 @@ def write_mvtec_category(
         save(base / "test" / "good" / f"{index:03d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
     for defect_type, count in defects.items():
         for index in range(count):
-            save(base / "test" / defect_type / f"{index:03d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            save(
+                base / "test" / defect_type / f"{index:03d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            )
             mask = np.zeros((size, size), dtype=np.uint8)
             mask[size // 4 : size // 2, size // 4 : size // 2] = 255
             save(base / "ground_truth" / defect_type / f"{index:03d}_mask.png", mask)
@@ -57,4 +59,3 @@ def make_mvtec(tmp_path: Path) -> Callable[..., Path]:
 def mvtec_root(make_mvtec: Callable[..., Path]) -> Path:
     """Category ``widget``: 12 train, 3 good + 4 crack + 3 hole test images, 64x64."""
     return make_mvtec()
-

@@ -70,7 +70,9 @@ def dagm_labels_text(rows: list[tuple[int, int, str, str]], header: str = "1", s
     return "\n".join(lines) + "\n"
 
 
-def write_dagm_split(split_dir: Path, first_index: int, num_normal: int, num_defect: int, size: int, rng: np.random.Generator) -> None:
+def write_dagm_split(
+    split_dir: Path, first_index: int, num_normal: int, num_defect: int, size: int, rng: np.random.Generator
+) -> None:
     """Grey ``NNNN.PNG`` images, ``Label/NNNN_label.PNG`` ellipses (0/255) and ``Label/Labels.txt``."""
     rows = []
     for offset in range(num_normal + num_defect):

@@ -39,7 +39,14 @@ def test_split_json_records_counts_and_files(mvtec_root, tmp_path):
     module.setup("fit")
     written = json.loads((tmp_path / "run" / "split.json").read_text())
     assert written == module.split_summary()
-    assert written["counts"] == {"train_normal": 12, "val_normal": 0, "seen_anomalies": 3, "test": 7, "test_good": 3, "test_anomalous": 4}
+    assert written["counts"] == {
+        "train_normal": 12,
+        "val_normal": 0,
+        "seen_anomalies": 3,
+        "test": 7,
+        "test_good": 3,
+        "test_anomalous": 4,
+    }
     assert written["seed"] == 0 and written["num_seen_anomalies"] == 3 and written["category"] == "widget"
     assert written["train_normal"][0] == "widget/train/good/000.png"
     assert not set(written["seen_anomalies"]) & set(written["test"])
@@ -77,7 +84,14 @@ def test_seen_from_train_leaves_the_test_set_whole(mvtec_root):
         anomalous = [r for r in found.test if r.defect_type == "crack"]
         return DatasetSplit(found.train_normal, anomalous, [r for r in found.test if r.defect_type != "crack"])
 
-    module = AnomalyDataModule(mvtec_root, "widget", scanner=scanner_with_train_anomalies, num_seen_anomalies=2, seen_from="train", image_size=64)
+    module = AnomalyDataModule(
+        mvtec_root,
+        "widget",
+        scanner=scanner_with_train_anomalies,
+        num_seen_anomalies=2,
+        seen_from="train",
+        image_size=64,
+    )
     module.setup("fit")
     module.setup("test")
     assert {r.defect_type for r in module.split.seen} == {"crack"} and len(module.pool.seen_images) == 2
@@ -98,7 +112,11 @@ def test_generator_factory_gets_the_pool_and_fills_its_slots(mvtec_root):
 
         return white_square
 
-    module = _module(mvtec_root, generators={"square": white_square_factory}, composition={"normal": 0.5, "seen": 0.25, "square": 0.25})
+    module = _module(
+        mvtec_root,
+        generators={"square": white_square_factory},
+        composition={"normal": 0.5, "seen": 0.25, "square": 0.25},
+    )
     batch = next(iter(module.train_dataloader()))
     assert calls == [module.pool]
     assert Counter(batch["source"]) == {"normal": 2, "seen": 1, "square": 1}
@@ -188,8 +206,15 @@ def test_trainer_sets_the_epoch_so_batches_change(mvtec_root):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     model = RecordingModule()
-    trainer = lightning.Trainer(max_epochs=2, limit_train_batches=1, logger=False, enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = lightning.Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(model, datamodule=_module(mvtec_root, image_size=32))
     assert len(model.first_images) == 2 and not torch.equal(*model.first_images)
 

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 from dataset_layouts import write_btad
+from PIL import Image
 
 from prn.data.btad import BTADDataModule, normalise_category, scan_btad
 from prn.data.errors import DatasetError
@@ -29,8 +29,21 @@ def test_seen_anomalies_come_from_test_ko_and_leave_the_test_set(tmp_path):
     assert not seen & {r.image_path for r in module.split.test}
     assert module.pool.seen_masks[0][16:32, 16:32].all() and not module.pool.seen_masks[0][:16].any()
     written = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 2, "test": 5, "test_good": 3, "test_anomalous": 2}
-    assert written["seen_source"] == {"split": "test", "candidates": 4, "drawn": 2, "not_drawn": 2, "not_drawn_go_to": "test"}
+    assert written["counts"] == {
+        "train_normal": 8,
+        "val_normal": 0,
+        "seen_anomalies": 2,
+        "test": 5,
+        "test_good": 3,
+        "test_anomalous": 2,
+    }
+    assert written["seen_source"] == {
+        "split": "test",
+        "candidates": 4,
+        "drawn": 2,
+        "not_drawn": 2,
+        "not_drawn_go_to": "test",
+    }
 
 
 def test_bmp_images_decode_as_rgb(tmp_path):

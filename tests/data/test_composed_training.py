@@ -149,7 +149,15 @@ def test_source_with_wrong_output_shape_is_named():
 
 
 def test_worker_count_does_not_change_batches():
-    dataset = ComposedTrainingSet(_pool(), {"noise": lambda base, rng: (rng.integers(0, 256, base.image.shape, dtype=np.uint8), np.ones(base.image.shape[:2], np.float32))})
+    dataset = ComposedTrainingSet(
+        _pool(),
+        {
+            "noise": lambda base, rng: (
+                rng.integers(0, 256, base.image.shape, dtype=np.uint8),
+                np.ones(base.image.shape[:2], np.float32),
+            )
+        },
+    )
     composition = {"normal": 0.5, "seen": 0.25, "noise": 0.25}
 
     def first_batches(workers):

@@ -19,7 +19,9 @@ def test_labels_file_tolerates_spaces_crlf_blank_lines_and_a_bom(tmp_path):
     path.write_bytes(text.encode("utf-8"))
     rows = read_labels(path)
     assert [(r.defective, r.image_name, r.label_name) for r in rows] == [
-        (False, "0001.PNG", None), (True, "0002.PNG", "0002_label.PNG"), (True, "0003.PNG", None)
+        (False, "0001.PNG", None),
+        (True, "0002.PNG", "0002_label.PNG"),
+        (True, "0003.PNG", None),
     ]
 
 
@@ -42,14 +44,24 @@ def test_scan_separates_train_defects_and_keeps_test_whole(tmp_path):
 
 
 def test_seen_from_train_defects_rest_unused_and_recorded(tmp_path):
-    module = DAGMDataModule(write_dagm(tmp_path / "dagm"), "Class1", num_seen_anomalies=2, image_size=64, output_dir=tmp_path / "run")
+    module = DAGMDataModule(
+        write_dagm(tmp_path / "dagm"), "Class1", num_seen_anomalies=2, image_size=64, output_dir=tmp_path / "run"
+    )
     module.setup("fit")
     assert {r.image_path.parent.name for r in module.split.seen} == {"Train"}
     assert all(mask.any() for mask in module.pool.seen_masks)
     assert all(r.image_path.parent.name == "Test" for r in module.split.test) and len(module.split.test) == 6
     written = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert written["seen_from"] == "train" and written["counts"]["test"] == 6 and written["counts"]["test_anomalous"] == 3
-    assert written["seen_source"] == {"split": "train", "candidates": 4, "drawn": 2, "not_drawn": 2, "not_drawn_go_to": "unused"}
+    assert (
+        written["seen_from"] == "train" and written["counts"]["test"] == 6 and written["counts"]["test_anomalous"] == 3
+    )
+    assert written["seen_source"] == {
+        "split": "train",
+        "candidates": 4,
+        "drawn": 2,
+        "not_drawn": 2,
+        "not_drawn_go_to": "unused",
+    }
 
 
 def test_grey_images_become_rgb_and_ellipse_masks_survive_resizing(tmp_path):
@@ -63,7 +75,9 @@ def test_grey_images_become_rgb_and_ellipse_masks_survive_resizing(tmp_path):
 def test_defect_listed_without_its_label_file(tmp_path):
     root = write_dagm(tmp_path)
     (root / "Class1" / "Test" / "Label" / "0016_label.PNG").unlink()
-    with pytest.raises(DatasetError, match=r"Labels\.txt:5 marks 0016\.PNG defective but its label .*0016_label\.PNG does not exist"):
+    with pytest.raises(
+        DatasetError, match=r"Labels\.txt:5 marks 0016\.PNG defective but its label .*0016_label\.PNG does not exist"
+    ):
         scan_dagm(root, "Class1")
 
 

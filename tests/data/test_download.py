@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from prn.data.download import SOURCES, DownloadError, dataset_tree, download, download_archive, extract_archive, fetch, main
+from prn.data.download import (
+    SOURCES,
+    DownloadError,
+    dataset_tree,
+    download,
+    download_archive,
+    extract_archive,
+    fetch,
+    main,
+)
 
 
 def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
@@ -53,7 +62,9 @@ def test_tar_is_fetched_verified_unpacked_and_its_lone_folder_unwrapped(tmp_path
 
 
 def test_zip_with_a_named_subfolder_and_md5(tmp_path):
-    archive = _zip(tmp_path / "btad.zip", {"BTech_Dataset_transformed/01/train/ok/0000.bmp": b"bmp", "readme.txt": b"r"})
+    archive = _zip(
+        tmp_path / "btad.zip", {"BTech_Dataset_transformed/01/train/ok/0000.bmp": b"bmp", "readme.txt": b"r"}
+    )
     target = tmp_path / "btad"
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     download_archive(archive.as_uri(), target, md5=md5, archive_subdir="BTech_Dataset_transformed", log=_quiet)
@@ -62,7 +73,9 @@ def test_zip_with_a_named_subfolder_and_md5(tmp_path):
 
 def test_flat_archive_becomes_the_root_as_is(tmp_path):
     extracted = tmp_path / "x"
-    extract_archive(_tar_gz(tmp_path / "m.tar.gz", {"bottle/a.png": b"1", "cable/b.png": b"2", "license.txt": b"l"}), extracted)
+    extract_archive(
+        _tar_gz(tmp_path / "m.tar.gz", {"bottle/a.png": b"1", "cable/b.png": b"2", "license.txt": b"l"}), extracted
+    )
     assert dataset_tree(extracted, None) == extracted
 
 
@@ -195,5 +208,7 @@ def test_every_source_has_terms_layout_and_either_a_link_or_steps():
 
 
 def test_module_runs_as_a_script():
-    completed = subprocess.run([sys.executable, "-m", "prn.data.download", "dagm"], capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "prn.data.download", "dagm"], capture_output=True, text=True, timeout=60
+    )
     assert completed.returncode == 2 and "DAGM 2007" in completed.stdout

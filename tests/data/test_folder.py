@@ -4,8 +4,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from dataset_layouts import write_folder
+from PIL import Image
 
 from prn.data.errors import DatasetError
 from prn.data.folder import FolderDataModule, scan_folder
@@ -21,18 +21,29 @@ def test_scan_with_test_masks(tmp_path):
 
 
 def test_seen_from_train_anomalous_and_recorded(tmp_path):
-    module = FolderDataModule(write_folder(tmp_path / "data"), "widget", num_seen_anomalies=2, image_size=64, output_dir=tmp_path / "run")
+    module = FolderDataModule(
+        write_folder(tmp_path / "data"), "widget", num_seen_anomalies=2, image_size=64, output_dir=tmp_path / "run"
+    )
     module.setup("fit")
     assert all(r.image_path.parent.parent.name == "train" for r in module.split.seen)
     written = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 2, "test": 6, "test_good": 3, "test_anomalous": 3}
+    assert written["counts"] == {
+        "train_normal": 8,
+        "val_normal": 0,
+        "seen_anomalies": 2,
+        "test": 6,
+        "test_good": 3,
+        "test_anomalous": 3,
+    }
     assert written["seen_source"]["split"] == "train" and written["seen_source"]["not_drawn_go_to"] == "unused"
     assert written["pixel_labels"] is True
 
 
 def test_without_test_masks_the_loader_yields_no_mask_and_pixel_metrics_are_skipped(tmp_path, caplog):
     root = write_folder(tmp_path / "data", test_masks=False)
-    module = FolderDataModule(root, "widget", num_seen_anomalies=2, image_size=64, eval_batch_size=6, output_dir=tmp_path / "run")
+    module = FolderDataModule(
+        root, "widget", num_seen_anomalies=2, image_size=64, eval_batch_size=6, output_dir=tmp_path / "run"
+    )
     with caplog.at_level(logging.WARNING, logger="prn.data.base"):
         module.setup("test")
     assert "no ground-truth masks" in caplog.text and "pixel AUROC, AUPRO and pixel AP are skipped" in caplog.text
@@ -45,7 +56,9 @@ def test_without_test_masks_the_loader_yields_no_mask_and_pixel_metrics_are_skip
 
 
 def test_seen_from_test_draws_from_test_anomalies(tmp_path):
-    module = FolderDataModule(write_folder(tmp_path, num_train_anomalous=0), "widget", seen_from="test", num_seen_anomalies=2, image_size=64)
+    module = FolderDataModule(
+        write_folder(tmp_path, num_train_anomalous=0), "widget", seen_from="test", num_seen_anomalies=2, image_size=64
+    )
     assert all(r.image_path.parent.parent.name == "test" for r in module.split.seen) and len(module.split.test) == 4
 
 
@@ -112,8 +125,11 @@ def test_sub_folders_of_anomalous_are_defect_types_with_mirrored_masks(tmp_path)
             (test_dir / folder / f"{stem}.png").rename(test_dir / folder / defect_type / f"{stem}.png")
     split = scan_folder(root, "widget")
     typed = {r.image_path.name: (r.defect_type, r.mask_path.parent.name) for r in split.test if r.label == 1}
-    assert typed == {"scratch_02.png": ("anomalous", "anomalous_masks"), "scratch_00.png": ("scratch", "scratch"),
-                     "scratch_01.png": ("dent", "dent")}
+    assert typed == {
+        "scratch_02.png": ("anomalous", "anomalous_masks"),
+        "scratch_00.png": ("scratch", "scratch"),
+        "scratch_01.png": ("dent", "dent"),
+    }
 
 
 def test_a_typed_test_image_without_its_mirrored_mask_is_named(tmp_path):
@@ -121,5 +137,8 @@ def test_a_typed_test_image_without_its_mirrored_mask_is_named(tmp_path):
     test_dir = root / "widget" / "test"
     (test_dir / "anomalous" / "scratch").mkdir()
     (test_dir / "anomalous" / "scratch_00.png").rename(test_dir / "anomalous" / "scratch" / "scratch_00.png")
-    with pytest.raises(DatasetError, match=r"scratch_00.png has no mask: expected .*anomalous_masks/scratch/scratch_00.png.*all or nothing"):
+    with pytest.raises(
+        DatasetError,
+        match=r"scratch_00.png has no mask: expected .*anomalous_masks/scratch/scratch_00.png.*all or nothing",
+    ):
         scan_folder(root, "widget")

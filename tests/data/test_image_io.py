@@ -68,7 +68,9 @@ def test_image_size_of_reads_height_then_width(tmp_path):
 
 
 def test_truncated_png_fails_at_decode_naming_the_file(tmp_path):
-    path = _save(tmp_path / "whole.png", Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    path = _save(
+        tmp_path / "whole.png", Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    )
     data = path.read_bytes()
     broken = tmp_path / "broken.png"
     broken.write_bytes(data[: len(data) // 2])
@@ -88,7 +90,9 @@ def test_garbage_and_missing_files_name_the_file(tmp_path, loader):
 
 
 def test_decode_images_keeps_the_order_and_resizes(tmp_path):
-    paths = [_save(tmp_path / f"{i}.png", Image.fromarray(np.full((10, 12, 3), 20 * i, dtype=np.uint8))) for i in range(5)]
+    paths = [
+        _save(tmp_path / f"{i}.png", Image.fromarray(np.full((10, 12, 3), 20 * i, dtype=np.uint8))) for i in range(5)
+    ]
     images = decode_images(paths, (4, 6))
     assert [image.shape for image in images] == [(4, 6, 3)] * 5
     assert [int(image[0, 0, 0]) for image in images] == [0, 20, 40, 60, 80]

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 from dataset_layouts import write_ksdd2
+from PIL import Image
 
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_mask
@@ -22,20 +22,37 @@ def test_defective_means_a_non_empty_mask_binary_or_graded(tmp_path):
 
 def test_graded_masks_are_binarised_above_zero(tmp_path):
     root = write_ksdd2(tmp_path)
-    record = next(r for r in scan_ksdd2(root).train_anomalous if len(np.unique(np.asarray(Image.open(r.mask_path)))) > 2)
+    record = next(
+        r for r in scan_ksdd2(root).train_anomalous if len(np.unique(np.asarray(Image.open(r.mask_path)))) > 2
+    )
     raw = np.asarray(Image.open(record.mask_path))
     assert np.array_equal(load_mask(record.mask_path, raw.shape), raw > 0)
 
 
 def test_seen_from_defective_training_images_test_whole(tmp_path):
-    module = KolektorSDD2DataModule(write_ksdd2(tmp_path / "ksdd2"), num_seen_anomalies=3, image_size=64, output_dir=tmp_path / "run")
+    module = KolektorSDD2DataModule(
+        write_ksdd2(tmp_path / "ksdd2"), num_seen_anomalies=3, image_size=64, output_dir=tmp_path / "run"
+    )
     module.setup("fit")
     assert all(r.image_path.parent.name == "train" and r.label == 1 for r in module.split.seen)
     assert all(mask.any() for mask in module.pool.seen_masks) and len(module.pool.normals) == 8
     written = json.loads((tmp_path / "run" / "split.json").read_text())
     assert written["category"] == "ksdd2"
-    assert written["counts"] == {"train_normal": 8, "val_normal": 0, "seen_anomalies": 3, "test": 6, "test_good": 3, "test_anomalous": 3}
-    assert written["seen_source"] == {"split": "train", "candidates": 4, "drawn": 3, "not_drawn": 1, "not_drawn_go_to": "unused"}
+    assert written["counts"] == {
+        "train_normal": 8,
+        "val_normal": 0,
+        "seen_anomalies": 3,
+        "test": 6,
+        "test_good": 3,
+        "test_anomalous": 3,
+    }
+    assert written["seen_source"] == {
+        "split": "train",
+        "candidates": 4,
+        "drawn": 3,
+        "not_drawn": 1,
+        "not_drawn_go_to": "unused",
+    }
 
 
 def test_non_square_images_are_resized_with_their_masks(tmp_path):

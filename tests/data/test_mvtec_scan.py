@@ -17,7 +17,10 @@ def test_scan_counts_labels_and_masks(mvtec_root):
             assert record.label == 0 and record.mask_path is None
         else:
             assert record.label == 1
-            assert record.mask_path == mvtec_root / "widget" / "ground_truth" / record.defect_type / f"{record.image_path.stem}_mask.png"
+            assert (
+                record.mask_path
+                == mvtec_root / "widget" / "ground_truth" / record.defect_type / f"{record.image_path.stem}_mask.png"
+            )
 
 
 def test_jpg_and_bmp_images_are_found_and_other_files_ignored(mvtec_root):

@@ -96,7 +96,10 @@ def test_zero_jitter_is_the_identity():
         ({"rotation": 200}, r"dataset\.pose_jitter\.rotation=200 must be in \[0, 180\] \(degrees"),
         ({"rotation": math.nan}, r"dataset\.pose_jitter\.rotation=nan"),
         ({"rotation": True}, r"dataset\.pose_jitter\.rotation=True must be a number"),
-        ({"shift": 0.1, "scale": 1.2}, r"dataset\.pose_jitter has unknown keys \['scale'\]; use only shift and rotation"),
+        (
+            {"shift": 0.1, "scale": 1.2},
+            r"dataset\.pose_jitter has unknown keys \['scale'\]; use only shift and rotation",
+        ),
         ([0.1, 30], r"dataset\.pose_jitter=\[0\.1, 30\] must be null or a mapping like \{shift: 0\.1, rotation: 30\}"),
     ],
 )
@@ -166,7 +169,9 @@ def test_datamodule_jitters_every_image_and_its_mask_alike(make_mvtec, tmp_path)
                     assert got.dtype == bool and np.array_equal(got, want_mask) and got.any()
                     assert not np.array_equal(got, plain_masks[index])
     # target areas are estimated on the perturbed normals, as a user with moving parts would have them
-    assert len(seen_by_foreground) == 12 and all(np.array_equal(a, b) for a, b in zip(seen_by_foreground, after["normals"]))
+    assert len(seen_by_foreground) == 12 and all(
+        np.array_equal(a, b) for a, b in zip(seen_by_foreground, after["normals"])
+    )
     assert json.loads((tmp_path / "run" / "split.json").read_text())["pose_jitter"] == {"shift": 0.1, "rotation": 30.0}
     assert plain.split_summary()["pose_jitter"] is None
 

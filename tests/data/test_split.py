@@ -12,7 +12,9 @@ from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, draw_records, held_
 
 
 def _candidates(count: int) -> list[Record]:
-    return [Record(Path(f"/d/test/crack/{i:03d}.png"), 1, Path(f"/d/gt/{i:03d}_mask.png"), "crack") for i in range(count)]
+    return [
+        Record(Path(f"/d/test/crack/{i:03d}.png"), 1, Path(f"/d/gt/{i:03d}_mask.png"), "crack") for i in range(count)
+    ]
 
 
 def test_draw_is_reproducible_and_independent_of_listing_order():
@@ -54,7 +56,12 @@ def test_bad_k_is_rejected(k):
 def _found(train_anomalous_masks: bool = True, pixel_labels: bool = True) -> DatasetSplit:
     normal = [Record(Path(f"/d/train/good/{i:03d}.png"), 0, None, "good") for i in range(6)]
     train_bad = [
-        Record(Path(f"/d/train/bad/{i:03d}.png"), 1, Path(f"/d/train/gt/{i:03d}.png") if train_anomalous_masks else None, "bad")
+        Record(
+            Path(f"/d/train/bad/{i:03d}.png"),
+            1,
+            Path(f"/d/train/gt/{i:03d}.png") if train_anomalous_masks else None,
+            "bad",
+        )
         for i in range(4)
     ]
     test_good = [Record(Path(f"/d/test/good/{i:03d}.png"), 0, None, "good") for i in range(3)]

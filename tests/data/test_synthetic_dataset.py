@@ -98,8 +98,25 @@ def test_datamodule_generates_on_setup_and_treats_tiles_as_texture(tmp_path, cat
         calls.append(name)
         return [np.ones(image.shape[:2], dtype=bool) for image in images]
 
-    module = SyntheticDataModule(tmp_path, category, source_size=64, num_train=4, num_test_good=2, num_test_per_defect=2,
-                                 image_size=32, num_seen_anomalies=2, batch_size=4, foreground=everywhere)
+    module = SyntheticDataModule(
+        tmp_path,
+        category,
+        source_size=64,
+        num_train=4,
+        num_test_good=2,
+        num_test_per_defect=2,
+        image_size=32,
+        num_seen_anomalies=2,
+        batch_size=4,
+        foreground=everywhere,
+    )
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32) and len(calls) == foreground_calls
-    assert module.split_summary()["counts"] == {"train_normal": 4, "val_normal": 0, "seen_anomalies": 2, "test": 6, "test_good": 2, "test_anomalous": 4}
+    assert module.split_summary()["counts"] == {
+        "train_normal": 4,
+        "val_normal": 0,
+        "seen_anomalies": 2,
+        "test": 6,
+        "test_good": 2,
+        "test_anomalous": 4,
+    }

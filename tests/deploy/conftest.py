@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_model import FORMATS, TinyExports, as_model_input, calibration_between, random_images, save_checkpoint, tiny_module
+from tiny_model import (
+    FORMATS,
+    TinyExports,
+    as_model_input,
+    calibration_between,
+    random_images,
+    save_checkpoint,
+    tiny_module,
+)
 
 from prn.tools.export import default_output, export_checkpoint
 

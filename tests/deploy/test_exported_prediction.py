@@ -23,8 +23,19 @@ def _folder(tmp_path):
 
 
 def _predict(compose_cfg, model, folder, out, *overrides):
-    return predict(compose_cfg("predict", [f"ckpt_path={model}", f"input={folder}", f"paths.output_dir={out}",
-                                           "on_error=skip", "trainer.accelerator=cpu", *overrides]))
+    return predict(
+        compose_cfg(
+            "predict",
+            [
+                f"ckpt_path={model}",
+                f"input={folder}",
+                f"paths.output_dir={out}",
+                "on_error=skip",
+                "trainer.accelerator=cpu",
+                *overrides,
+            ],
+        )
+    )
 
 
 def _rows(out):
@@ -32,7 +43,9 @@ def _rows(out):
 
 
 @pytest.mark.parametrize(("backend", "model"), [("onnx", "export"), ("openvino", "checkpoint")])
-def test_exported_backends_write_the_torch_backends_rows_maps_and_decisions(tiny_exports, tmp_path, compose_cfg, backend, model):
+def test_exported_backends_write_the_torch_backends_rows_maps_and_decisions(
+    tiny_exports, tmp_path, compose_cfg, backend, model
+):
     folder = _folder(tmp_path)
     reference = _predict(compose_cfg, tiny_exports.checkpoint, folder, tmp_path / "torch")
     source = tiny_exports.models[backend] if model == "export" else tiny_exports.checkpoint
@@ -44,7 +57,9 @@ def test_exported_backends_write_the_torch_backends_rows_maps_and_decisions(tiny
     expected, got = _rows(tmp_path / "torch"), _rows(tmp_path / backend)
     assert [row["path"] for row in got] == [row["path"] for row in expected]
     assert [row["decision"] for row in got] == [row["decision"] for row in expected]
-    np.testing.assert_allclose([float(r["score"]) for r in got], [float(r["score"]) for r in expected], atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(
+        [float(r["score"]) for r in got], [float(r["score"]) for r in expected], atol=PARITY_TOLERANCE
+    )
     for mine, theirs in zip(got, expected):
         saved_maps = [np.asarray(Image.open(row["map"]), dtype=np.float64) / 65535.0 for row in (mine, theirs)]
         np.testing.assert_allclose(saved_maps[0], saved_maps[1], atol=PARITY_TOLERANCE + 1 / 65535)

@@ -38,8 +38,13 @@ def test_arrays_and_pil_images_give_the_same_input_as_the_same_pixels_in_a_file(
     rgba = np.dstack([rgb, _noise((70, 110), seed=1)])
     deep = _noise((70, 110), high=65536, dtype=np.uint16)
     array, file_pixels = {
-        "rgb": (rgb, rgb), "gray": (gray, gray), "gray_hw1": (gray[..., None], gray), "rgba": (rgba, rgba),
-        "float": (rgb.astype(np.float32) / 255.0, rgb), "uint16_gray": (deep, deep), "pil": (Image.fromarray(rgb), rgb),
+        "rgb": (rgb, rgb),
+        "gray": (gray, gray),
+        "gray_hw1": (gray[..., None], gray),
+        "rgba": (rgba, rgba),
+        "float": (rgb.astype(np.float32) / 255.0, rgb),
+        "uint16_gray": (deep, deep),
+        "pil": (Image.fromarray(rgb), rgb),
     }[kind]
     from_file = prepare(_save(tmp_path / "same.png", file_pixels), SIZE, 0)
     from_array = prepare(array, SIZE, 3)
@@ -47,11 +52,14 @@ def test_arrays_and_pil_images_give_the_same_input_as_the_same_pixels_in_a_file(
     assert from_array.native_size == (70, 110) and from_array.source == "image[3]"
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.full((8, 8, 3), 1.5, np.float32), r"values in \[0, 1\]"),
-    (np.zeros((8, 8, 3), np.int32), "must be uint8, uint16"),
-    (np.zeros((8, 8, 2), np.uint8), "1, 3 \\(RGB\\) or 4"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.full((8, 8, 3), 1.5, np.float32), r"values in \[0, 1\]"),
+        (np.zeros((8, 8, 3), np.int32), "must be uint8, uint16"),
+        (np.zeros((8, 8, 2), np.uint8), "1, 3 \\(RGB\\) or 4"),
+    ],
+)
 def test_unusable_arrays_say_what_is_accepted(array, message):
     with pytest.raises(ValueError, match=message):
         prepare(array, SIZE, 0)

@@ -68,9 +68,18 @@ def test_command_line_scores_a_folder_and_writes_the_csv(tiny_exports, tmp_path,
     (folder / "line2").mkdir(parents=True)
     for index, pixels in enumerate(random_images(3, size=(100, 120), seed=4)):
         Image.fromarray(pixels).save(folder / ("line2" if index == 2 else "") / f"{index}.png")
-    assert cli_main([str(tiny_exports.models["onnx"]), str(folder), "--csv", str(tmp_path / "scores.csv"), "--batch-size", "2"]) == 0
+    assert (
+        cli_main(
+            [str(tiny_exports.models["onnx"]), str(folder), "--csv", str(tmp_path / "scores.csv"), "--batch-size", "2"]
+        )
+        == 0
+    )
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
-    assert [row["path"] for row in rows] == [str(folder / "0.png"), str(folder / "1.png"), str(folder / "line2" / "2.png")]
+    assert [row["path"] for row in rows] == [
+        str(folder / "0.png"),
+        str(folder / "1.png"),
+        str(folder / "line2" / "2.png"),
+    ]
     assert all(row["decision"] in ("OK", "NG") and 0.0 < float(row["score"]) < 1.0 for row in rows)
     assert "scored 3 images" in capsys.readouterr().out
 

@@ -9,15 +9,39 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_MODULES = {
-    "prn/__init__.py", "prn/calibration.py", "prn/data/__init__.py", "prn/data/errors.py", "prn/data/image_io.py", "prn/data/records.py",
-    "prn/deploy/__init__.py", "prn/deploy/__main__.py", "prn/deploy/images.py", "prn/deploy/inferencer.py",
-    "prn/deploy/metadata.py", "prn/deploy/runtimes.py",
+    "prn/__init__.py",
+    "prn/calibration.py",
+    "prn/data/__init__.py",
+    "prn/data/errors.py",
+    "prn/data/image_io.py",
+    "prn/data/records.py",
+    "prn/deploy/__init__.py",
+    "prn/deploy/__main__.py",
+    "prn/deploy/images.py",
+    "prn/deploy/inferencer.py",
+    "prn/deploy/metadata.py",
+    "prn/deploy/runtimes.py",
 }
 
 
 def _build_wheel(folder: Path) -> Path:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder),
-                           str(REPO / "deploy")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(folder),
+            str(REPO / "deploy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return next(folder.glob("prn_deploy-*.whl"))
 
@@ -29,7 +53,11 @@ def test_the_runtime_wheel_holds_only_the_torch_free_modules_and_scores_with_the
         requirements = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA"))).decode()
         archive.extractall(tmp_path / "site")
     assert modules == RUNTIME_MODULES
-    always = sorted(line.split()[1] for line in requirements.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    always = sorted(
+        line.split()[1]
+        for line in requirements.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    )
     assert always == ["numpy>=1.26", "pillow>=10"]  # each runtime, torch included, only as an extra
     # Without site processing, `prn` can only come from the unpacked wheel; third-party packages
     # come from this environment, where torch, lightning and hydra are blocked.
@@ -43,6 +71,12 @@ def test_the_runtime_wheel_holds_only_the_torch_free_modules_and_scores_with_the
         "print(prediction.score, prediction.is_anomalous, prediction.defect_mask.shape)\n"
     )
     path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": path})
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[2] == "(40," and done.stdout.split()[1] in ("True", "False")

@@ -13,7 +13,6 @@ from prn.deploy.runtimes import model_format, open_runtime
 from prn.tools.export import export_checkpoint
 
 
-
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
     inferencer = Inferencer(tiny_exports.models[fmt])
@@ -30,11 +29,17 @@ def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
         np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=PARITY_TOLERANCE)
 
 
-@pytest.mark.parametrize(("match", "window", "memory", "sigma"),
-                         [("patch", 0, False, 0.0), ("location", 0, False, 0.0), ("location", 2, False, 0.0), ("location", 2, True, 4.0)])
+@pytest.mark.parametrize(
+    ("match", "window", "memory", "sigma"),
+    [("patch", 0, False, 0.0), ("location", 0, False, 0.0), ("location", 2, False, 0.0), ("location", 2, True, 4.0)],
+)
 def test_other_prototype_matching_exports_with_the_same_parity(tmp_path, match, window, memory, sigma):
-    module = tiny_module((128, 128), prototype_match=match, location_window=window, patch_memory=memory, map_sigma=sigma)
-    export_checkpoint(save_checkpoint(module, tmp_path / "last.ckpt"), tmp_path / "prn.onnx", format="onnx", max_batch=4)
+    module = tiny_module(
+        (128, 128), prototype_match=match, location_window=window, patch_memory=memory, map_sigma=sigma
+    )
+    export_checkpoint(
+        save_checkpoint(module, tmp_path / "last.ckpt"), tmp_path / "prn.onnx", format="onnx", max_batch=4
+    )
     images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected_maps, expected_scores = (t.numpy() for t in module.predict_maps_and_scores(images))

@@ -49,14 +49,29 @@ def spread_logits(net: PRNet, images: torch.Tensor, mean: float = -3.0, std: flo
         head.bias.copy_((head.bias - logits.mean()) * gain + mean)
 
 
-def tiny_module(size: tuple[int, int] = TINY_SIZE, prototype_match: str = "image", location_window: int = 0,
-                patch_memory: bool = False, map_sigma: float = 0.0) -> PRNModule:
+def tiny_module(
+    size: tuple[int, int] = TINY_SIZE,
+    prototype_match: str = "image",
+    location_window: int = 0,
+    patch_memory: bool = False,
+    map_sigma: float = 0.0,
+) -> PRNModule:
     torch.manual_seed(0)
     h, w = size
-    net = PRNet(encoder_weights=None, msa_depth=1, prototype_match=prototype_match, location_window=location_window, location_candidates=2,
-                patch_memory=patch_memory)
-    module = PRNModule(net, top_k=10, map_sigma=map_sigma,
-                       data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0})
+    net = PRNet(
+        encoder_weights=None,
+        msa_depth=1,
+        prototype_match=prototype_match,
+        location_window=location_window,
+        location_candidates=2,
+        patch_memory=patch_memory,
+    )
+    module = PRNModule(
+        net,
+        top_k=10,
+        map_sigma=map_sigma,
+        data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0},
+    )
     scales = [(64, 4), (128, 8), (256, 16)]
     if prototype_match in ("image", "location"):  # three whole maps per scale
         module.net.set_prototypes([torch.rand(3, c, h // s, w // s) for c, s in scales])
@@ -89,5 +104,10 @@ def as_model_input(images: np.ndarray) -> torch.Tensor:
 
 def calibration_between(scores: np.ndarray, maps: np.ndarray) -> Calibration:
     """Thresholds at the median score and the median map maximum, so that decisions and masks go both ways."""
-    return Calibration(image_threshold=float(np.median(scores)), pixel_threshold=float(np.median(maps.max(axis=(1, 2, 3)))),
-                       fpr=0.5, num_images=len(scores), normal_median=float(np.min(scores)))
+    return Calibration(
+        image_threshold=float(np.median(scores)),
+        pixel_threshold=float(np.median(maps.max(axis=(1, 2, 3)))),
+        fpr=0.5,
+        num_images=len(scores),
+        normal_median=float(np.min(scores)),
+    )

@@ -161,8 +161,10 @@ def test_prototypes_cluster_on_the_gpu_without_being_asked(monkeypatch):
 
     from prn.models.prototypes import faiss_gpu_available
 
-    assert faiss_gpu_available(), (f"faiss {faiss.__version__} sees no GPU although CUDA does: this is the faiss-cpu "
-                                   "build; run `make install` on this machine (it installs faiss-gpu)")
+    assert faiss_gpu_available(), (
+        f"faiss {faiss.__version__} sees no GPU although CUDA does: this is the faiss-cpu "
+        "build; run `make install` on this machine (it installs faiss-gpu)"
+    )
     built = []
     real_kmeans = faiss.Kmeans
 

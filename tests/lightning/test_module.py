@@ -14,8 +14,13 @@ def _batch(n=2, size=128):
     mask = torch.zeros(n, 1, size, size)
     mask[0, :, 10:30, 10:30] = 1
     labels = [1] + [0] * (n - 1)
-    return {"image": torch.rand(n, 3, size, size), "mask": mask, "label": torch.tensor(labels),
-            "path": [f"img{i}.png" for i in range(n)], "defect_type": ["crack" if label else "good" for label in labels]}
+    return {
+        "image": torch.rand(n, 3, size, size),
+        "mask": mask,
+        "label": torch.tensor(labels),
+        "path": [f"img{i}.png" for i in range(n)],
+        "defect_type": ["crack" if label else "good" for label in labels],
+    }
 
 
 def test_forward_is_a_probability_map_at_input_size():
@@ -50,7 +55,9 @@ def test_training_step_keeps_each_sample_from_matching_its_own_base_image():
     PRNModule(net, leave_self_out=False).training_step(batch, 0)
     assert seen[0].tolist() == [2, 1, -1] and seen[1] is None
     residual = original(net.prototype_features(images), seen[0])[0]
-    assert residual[0].sum() == 0 and residual[1].sum() > 0 and residual[2].sum() == 0, "only sample 1 (built on image 1) is kept from itself"
+    assert residual[0].sum() == 0 and residual[1].sum() > 0 and residual[2].sum() == 0, (
+        "only sample 1 (built on image 1) is kept from itself"
+    )
 
 
 def test_optimizer_is_adam_with_paper_settings_over_trainable_parameters_only():
@@ -92,7 +99,9 @@ def test_calibration_travels_with_the_checkpoint(tmp_path):
 
     module = _module()
     scores, maxima = module.score_held_out_normals([{"image": torch.rand(3, 3, 128, 128)}])
-    assert len(scores) == len(maxima) == 3 and all(m >= s for s, m in zip(scores, maxima))  # a top-k mean never exceeds the max
+    assert len(scores) == len(maxima) == 3 and all(
+        m >= s for s, m in zip(scores, maxima)
+    )  # a top-k mean never exceeds the max
     module.calibration = fit_calibration(scores, maxima, fpr=0.1)
     checkpoint = {}
     module.on_save_checkpoint(checkpoint)

@@ -72,9 +72,16 @@ class _RecordSecondStep(L.Callback):
 
 
 def _fit(module: PRNModule, precision: str, steps: int = 2, *callbacks: L.Callback) -> L.Trainer:
-    trainer = L.Trainer(accelerator="cpu", precision=precision, max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[PrototypeCallback(iterations=2), *callbacks])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PrototypeCallback(iterations=2), *callbacks],
+    )
     trainer.fit(module, datamodule=_TinyData())
     return trainer
 
@@ -121,7 +128,9 @@ def test_compiled_training_matches_eager_and_its_checkpoint_loads_into_a_plain_m
     for compiled in (False, True):
         torch.manual_seed(0)
         module = PRNModule(PRNet(encoder_weights=None), compile=compiled)
-        module.log = lambda name, value, **kwargs: losses.setdefault(compiled, []).append(float(value)) if name == "train/loss" else None
+        module.log = lambda name, value, key=compiled, **kwargs: (
+            losses.setdefault(key, []).append(float(value)) if name == "train/loss" else None
+        )
         trainer = _fit(module, "32-true", 2)
         modules[compiled] = module
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -35,7 +35,9 @@ def defect_types(labels: np.ndarray) -> list[str]:
     return ["good" if label == 0 else ("dent", "crack")[index % 2] for index, label in enumerate(labels)]
 
 
-def feed(metrics: AnomalyMetrics, indices: np.ndarray, with_masks: bool = True, batch_size: int = 3, with_types: bool = False) -> None:
+def feed(
+    metrics: AnomalyMetrics, indices: np.ndarray, with_masks: bool = True, batch_size: int = 3, with_types: bool = False
+) -> None:
     maps, masks, image_scores, labels = make_test_set()
     types = np.array(defect_types(labels), dtype=object)
     for start in range(0, len(indices), batch_size):

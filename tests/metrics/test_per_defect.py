@@ -28,12 +28,19 @@ def typed_test_set(seed: int, images: int = 18, size: int = 12) -> tuple[np.ndar
     return maps, masks, scores, labels, defect_types
 
 
-def feed(metrics: AnomalyMetrics, maps, masks, scores, labels, defect_types, batch_size: int = 5, with_masks: bool = True) -> None:
+def feed(
+    metrics: AnomalyMetrics, maps, masks, scores, labels, defect_types, batch_size: int = 5, with_masks: bool = True
+) -> None:
     for start in range(0, len(maps), batch_size):
         batch = slice(start, start + batch_size)
         mask_tensor = torch.from_numpy(masks[batch].astype(np.float32))[:, None] if with_masks else None
-        metrics.update(torch.from_numpy(maps[batch])[:, None], mask_tensor, torch.from_numpy(scores[batch]),
-                       torch.from_numpy(labels[batch]), list(defect_types[batch]))
+        metrics.update(
+            torch.from_numpy(maps[batch])[:, None],
+            mask_tensor,
+            torch.from_numpy(scores[batch]),
+            torch.from_numpy(labels[batch]),
+            list(defect_types[batch]),
+        )
 
 
 def assert_matches_subsets(per_defect: dict, maps, masks, scores, labels, defect_types) -> None:
@@ -108,7 +115,12 @@ def test_types_for_only_some_batches_are_reported_not_guessed() -> None:
     maps, masks, scores, labels, defect_types = typed_test_set(seed=1)
     metrics = AnomalyMetrics()
     feed(metrics, maps[:10], masks[:10], scores[:10], labels[:10], defect_types[:10])
-    metrics.update(torch.from_numpy(maps[10:]), torch.from_numpy(masks[10:].astype(np.float32)), torch.from_numpy(scores[10:]), torch.from_numpy(labels[10:]))
+    metrics.update(
+        torch.from_numpy(maps[10:]),
+        torch.from_numpy(masks[10:].astype(np.float32)),
+        torch.from_numpy(scores[10:]),
+        torch.from_numpy(labels[10:]),
+    )
     metrics.compute()
     assert metrics.per_defect == {} and "2 of 3 batches" in metrics.skip_reasons["per_defect"]
 
@@ -116,7 +128,12 @@ def test_types_for_only_some_batches_are_reported_not_guessed() -> None:
 def test_bad_names_are_rejected_before_anything_is_stored() -> None:
     maps, masks, scores, labels, _ = typed_test_set(seed=3, images=4)
     metrics = AnomalyMetrics()
-    args = (torch.from_numpy(maps)[:, None], torch.from_numpy(masks.astype(np.float32))[:, None], torch.from_numpy(scores), torch.from_numpy(labels))
+    args = (
+        torch.from_numpy(maps)[:, None],
+        torch.from_numpy(masks.astype(np.float32))[:, None],
+        torch.from_numpy(scores),
+        torch.from_numpy(labels),
+    )
     with pytest.raises(ValueError, match=f"1 to {DEFECT_NAME_BYTES} UTF-8 bytes"):
         metrics.update(*args, ["good", "x" * (DEFECT_NAME_BYTES + 1), "a", "b"])
     with pytest.raises(ValueError, match="one name per image"):

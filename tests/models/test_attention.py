@@ -46,7 +46,7 @@ def test_shape_preserved_and_params_match_formula() -> None:
     maps = torch.rand(2, channels, 16, 8)
     assert stack(maps).shape == maps.shape
     hidden = channels // 4  # bottleneck width of the residual block
-    per_block = 4 * channels ** 2 + 7 * channels + 2 * channels * hidden + 9 * hidden ** 2 + 4 * hidden
+    per_block = 4 * channels**2 + 7 * channels + 2 * channels * hidden + 9 * hidden**2 + 4 * hidden
     assert sum(p.numel() for p in stack.parameters()) == 3 * per_block
 
 

@@ -36,8 +36,9 @@ def test_full_state_dict_loads_every_layer(tmp_path: Path, reference_state: dict
     assert "full.pth" in encoder.weights_report
 
 
-def test_partial_state_dict_leaves_layer4_random_and_reports_it(tmp_path: Path, reference_state: dict,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_partial_state_dict_leaves_layer4_random_and_reports_it(
+    tmp_path: Path, reference_state: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     partial = {k: v for k, v in reference_state.items() if k.startswith(FROZEN_PREFIXES)}
     with caplog.at_level(logging.WARNING):
         encoder = ResNet18Encoder(_save(partial, tmp_path / "partial.pth"))
@@ -86,7 +87,9 @@ def test_imagenet_download_failure_raises(monkeypatch: pytest.MonkeyPatch) -> No
         raise OSError("network unreachable")
 
     monkeypatch.setattr(type(ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline)
-    with pytest.raises(EncoderWeightsError, match=r"weights \(model\.net\.encoder_weights\)='imagenet'.*network unreachable"):
+    with pytest.raises(
+        EncoderWeightsError, match=r"weights \(model\.net\.encoder_weights\)='imagenet'.*network unreachable"
+    ):
         ResNet18Encoder("imagenet")
 
 
@@ -98,8 +101,7 @@ def test_feature_shapes_and_frozen_features_match_forward() -> None:
     encoder = ResNet18Encoder(None).eval()
     images = torch.rand(2, 3, 128, 256)
     features = encoder(images)
-    assert [tuple(f.shape) for f in features] == [
-        (2, 64, 32, 64), (2, 128, 16, 32), (2, 256, 8, 16), (2, 512, 4, 8)]
+    assert [tuple(f.shape) for f in features] == [(2, 64, 32, 64), (2, 128, 16, 32), (2, 256, 8, 16), (2, 512, 4, 8)]
     frozen = encoder.frozen_features(images)
     assert all(torch.equal(a, b) for a, b in zip(frozen, features[:3]))
     assert not any(f.requires_grad for f in frozen)

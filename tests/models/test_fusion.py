@@ -10,7 +10,7 @@ from prn.models.fusion import MultiScaleFusion
 
 
 def _maps(channels: tuple[int, ...], size: int = 16, batch: int = 2) -> list[torch.Tensor]:
-    return [torch.rand(batch, c, size // 2 ** i, size // 2 ** i) for i, c in enumerate(channels)]
+    return [torch.rand(batch, c, size // 2**i, size // 2**i) for i, c in enumerate(channels)]
 
 
 def test_output_shapes_follow_each_target_scale() -> None:
@@ -50,7 +50,7 @@ def test_output_is_own_map_plus_transformed_others() -> None:
 
 @pytest.mark.parametrize("num_scales", [1, 2, 4])
 def test_any_number_of_scales(num_scales: int) -> None:
-    channels = tuple(4 * 2 ** i for i in range(num_scales))
+    channels = tuple(4 * 2**i for i in range(num_scales))
     outputs = MultiScaleFusion(channels)(_maps(channels, size=32))
     assert [o.shape[1] for o in outputs] == list(channels)
 

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from prn.models import PRNet, build_prototypes
-from prn.models.patch_memory import PatchMemory, build_patch_memory, median_normal_distance, nearest_memory_distances, patch_descriptors
+from prn.models.patch_memory import (
+    PatchMemory,
+    build_patch_memory,
+    median_normal_distance,
+    nearest_memory_distances,
+    patch_descriptors,
+)
 
 
 def _maps(batch: int = 2, seed: int = 0) -> list[torch.Tensor]:
@@ -20,7 +26,12 @@ def test_descriptors_sit_on_the_first_layers_grid_with_every_layers_channels() -
 
 
 def test_descriptors_average_a_3x3_neighbourhood() -> None:
-    maps = [torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8).index_put_((torch.tensor([0]), torch.tensor([0]), torch.tensor([4]), torch.tensor([4])), torch.tensor(9.0))]
+    maps = [
+        torch.zeros(1, 1, 8, 8),
+        torch.zeros(1, 1, 8, 8).index_put_(
+            (torch.tensor([0]), torch.tensor([0]), torch.tensor([4]), torch.tensor([4])), torch.tensor(9.0)
+        ),
+    ]
     descriptors = patch_descriptors(maps, (2,))
     assert descriptors[0, 0, 3:6, 3:6].eq(1.0).all() and descriptors[0, 0, 0, 0] == 0
 
@@ -72,7 +83,9 @@ def test_median_normal_distance_is_the_left_out_median() -> None:
     module = PatchMemory((2, 3))
     module.set_memory(memory, sources)
     expected = module(_maps(3), exclude=torch.tensor([0, 1, 2])).median()
-    assert median_normal_distance(descriptors, memory, sources, sample=10**6) == pytest.approx(float(expected), rel=1e-4)
+    assert median_normal_distance(descriptors, memory, sources, sample=10**6) == pytest.approx(
+        float(expected), rel=1e-4
+    )
 
 
 def test_bad_layers_and_empty_memory_say_what_to_do() -> None:
@@ -84,8 +97,14 @@ def test_bad_layers_and_empty_memory_say_what_to_do() -> None:
 
 def _net_with_memory() -> PRNet:
     torch.manual_seed(0)
-    net = PRNet(encoder_weights=None, msa_depth=1, prototype_match="location", location_window=1, location_candidates=2,
-                patch_memory=True)
+    net = PRNet(
+        encoder_weights=None,
+        msa_depth=1,
+        prototype_match="location",
+        location_window=1,
+        location_candidates=2,
+        patch_memory=True,
+    )
     features = net.prototype_features(torch.rand(3, 3, 128, 128))
     net.set_prototypes(build_prototypes(features, ratio=1.0), [torch.arange(3)] * 3)
     descriptors = net.patch_memory.descriptors(features)
@@ -107,8 +126,14 @@ def test_prnet_starts_as_plain_prn_and_learns_from_the_distance() -> None:
 
 def test_memory_travels_with_the_state_dict() -> None:
     net = _net_with_memory().eval()
-    restored = PRNet(encoder_weights=None, msa_depth=1, prototype_match="location", location_window=1, location_candidates=2,
-                     patch_memory=True).eval()
+    restored = PRNet(
+        encoder_weights=None,
+        msa_depth=1,
+        prototype_match="location",
+        location_window=1,
+        location_candidates=2,
+        patch_memory=True,
+    ).eval()
     restored.load_state_dict(net.state_dict())
     images = torch.rand(1, 3, 128, 128)
     with torch.no_grad():

@@ -49,8 +49,11 @@ def test_every_switch_combination_trains(use_mp: bool, use_msa: bool, use_mf: bo
 def test_frozen_encoder_gets_no_grad_and_keeps_bn_stats() -> None:
     net = _fitted_net(msa_depth=3).train()
     assert _count(net, MultiSizeSelfAttention) == 9  # paper: N = 3 per scale
-    frozen_keys = [k for k in net.state_dict() if k.startswith(("encoder.conv1", "encoder.bn1", "encoder.layer1",
-                                                                "encoder.layer2", "encoder.layer3"))]
+    frozen_keys = [
+        k
+        for k in net.state_dict()
+        if k.startswith(("encoder.conv1", "encoder.bn1", "encoder.layer1", "encoder.layer2", "encoder.layer3"))
+    ]
     before = {k: net.state_dict()[k].clone() for k in frozen_keys}
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
     net(torch.rand(2, 3, 128, 128)).mean().backward()

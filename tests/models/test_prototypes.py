@@ -5,9 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prn.models.prototypes import (PrototypeBank, build_patch_banks, build_prototypes, greedy_coreset_indices, kmeans_prototypes,
-                                   nearest_prototype_indices, nearest_prototype_per_location, number_of_prototypes,
-                                   nearest_in_window, nearest_whole_maps, patch_vectors, prototype_sources)
+from prn.models.prototypes import (
+    PrototypeBank,
+    build_patch_banks,
+    build_prototypes,
+    greedy_coreset_indices,
+    kmeans_prototypes,
+    nearest_in_window,
+    nearest_prototype_indices,
+    nearest_prototype_per_location,
+    nearest_whole_maps,
+    number_of_prototypes,
+    patch_vectors,
+    prototype_sources,
+)
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -17,8 +28,10 @@ def _clustered_points(seed: int = 0) -> torch.Tensor:
     return centres.repeat_interleave(20, dim=0) + noise
 
 
-@pytest.mark.parametrize(("n", "ratio", "expected"), [(100, 0.1, 10), (209, 0.1, 21), (7, 0.1, 1),
-                                                      (3, 0.01, 1), (25, 0.5, 12), (10, 1.0, 10)])
+@pytest.mark.parametrize(
+    ("n", "ratio", "expected"),
+    [(100, 0.1, 10), (209, 0.1, 21), (7, 0.1, 1), (3, 0.01, 1), (25, 0.5, 12), (10, 1.0, 10)],
+)
 def test_number_of_prototypes_is_rounded_ratio_at_least_one(n: int, ratio: float, expected: int) -> None:
     assert number_of_prototypes(n, ratio) == expected
 
@@ -114,7 +127,9 @@ def test_state_dict_round_trip_inside_a_parent_module() -> None:
 
 
 def test_greedy_coreset_picks_distinct_rows_and_keeps_the_outlier() -> None:
-    points = torch.cat([torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 0.1, torch.full((1, 4), 50.0)])
+    points = torch.cat(
+        [torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 0.1, torch.full((1, 4), 50.0)]
+    )
     chosen = greedy_coreset_indices(points, 5, seed=1)
     assert len(set(chosen.tolist())) == 5
     assert 200 in chosen.tolist(), "k-center keeps the rare far-away pattern that k-means would average away"
@@ -138,8 +153,12 @@ def test_patch_banks_are_location_vectors_sized_by_ratio_and_cap() -> None:
     assert all(any(torch.equal(row, v) for v in vectors) for row in banks[1][:5]), "bank rows are real normal locations"
     for maps_j, bank, source in zip(maps, banks, sources):
         assert source.shape == (bank.shape[0],) and set(source.tolist()) <= set(range(4))
-        own_locations = maps_j.permute(0, 2, 3, 1)[source].flatten(1, 2)  # [M, h*w, c]: every location of the source image
-        assert all((own == row).all(1).any() for own, row in zip(own_locations, bank)), "each vector is a location of its source"
+        own_locations = maps_j.permute(0, 2, 3, 1)[source].flatten(
+            1, 2
+        )  # [M, h*w, c]: every location of the source image
+        assert all((own == row).all(1).any() for own, row in zip(own_locations, bank)), (
+            "each vector is a location of its source"
+        )
 
 
 def test_patch_bank_sources_survive_the_candidate_subsample() -> None:
@@ -170,7 +189,9 @@ def test_location_match_is_the_nearest_prototype_at_each_location() -> None:
     assert torch.equal(nearest_prototype_per_location(features, prototypes), brute_force)
     bank = PrototypeBank(1, "location")
     bank.set_prototypes([prototypes])
-    chosen = torch.stack([prototypes[brute_force[b], :, torch.arange(4)[:, None], torch.arange(6)] for b in range(3)])  # [B, h, w, c]
+    chosen = torch.stack(
+        [prototypes[brute_force[b], :, torch.arange(4)[:, None], torch.arange(6)] for b in range(3)]
+    )  # [B, h, w, c]
     assert torch.allclose(bank.residuals([features])[0], (features - chosen.permute(0, 3, 1, 2)).abs())
     bank.set_prototypes([features[:1].clone()])  # new prototypes: the cached location-major copy must not be reused
     assert bank.residuals([features[:1]])[0].max() == 0
@@ -189,12 +210,16 @@ def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fit
 
 def test_window_search_is_the_nearest_vector_within_the_window() -> None:
     generator = torch.Generator().manual_seed(7)
-    features, candidates, radius = torch.rand(2, 3, 5, 6, generator=generator), torch.rand(2, 4, 3, 5, 6, generator=generator), 1
+    features, candidates, radius = (
+        torch.rand(2, 3, 5, 6, generator=generator),
+        torch.rand(2, 4, 3, 5, 6, generator=generator),
+        1,
+    )
     chosen = nearest_in_window(features, candidates, radius)
     for b in range(2):
         for y in range(5):
             for x in range(6):
-                window = candidates[b, :, :, max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
+                window = candidates[b, :, :, max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1]
                 vectors = window.permute(0, 2, 3, 1).reshape(-1, 3)
                 expected = vectors[(vectors - features[b, :, y, x]).pow(2).sum(1).argmin()]
                 assert torch.allclose(chosen[b, :, y, x], expected)
@@ -250,7 +275,9 @@ def test_leave_self_out_matches_the_other_normal_images_only(match: str) -> None
         others.set_prototypes([normals[[0, 1, 3]]])
     assert torch.equal(own[2:3], others.residuals([normals[2:3]])[0])
     untouched = bank.residuals([normals], exclude=torch.tensor([-1, -1, 0, -1]))[0]
-    assert untouched[[0, 1, 3]].max() == 0 and untouched[2].max() == 0, "-1 excludes nothing; excluding 0 leaves image 2 its own"
+    assert untouched[[0, 1, 3]].max() == 0 and untouched[2].max() == 0, (
+        "-1 excludes nothing; excluding 0 leaves image 2 its own"
+    )
 
 
 def test_centroids_are_never_excluded() -> None:

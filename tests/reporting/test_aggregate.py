@@ -11,7 +11,15 @@ import yaml
 from prn.reporting.aggregate import MISSING, aggregate, build_rows, collect_jobs, load_paper_tables, main
 
 
-def _write_job(sweep: Path, name: str, config: dict, metrics: dict, seconds: float = 0.05, seed: int = 0, per_defect: dict | None = None) -> None:
+def _write_job(
+    sweep: Path,
+    name: str,
+    config: dict,
+    metrics: dict,
+    seconds: float = 0.05,
+    seed: int = 0,
+    per_defect: dict | None = None,
+) -> None:
     run_dir = sweep / name
     run_dir.mkdir(parents=True)
     result = {"metrics": metrics, "inference_seconds_per_image": seconds, "seed": seed, "per_defect": per_defect or {}}
@@ -40,7 +48,9 @@ def test_paper_values_are_transcribed_with_the_right_shapes():
 
 def test_bad_paper_table_names_the_file_and_row(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"tables": {"t": {"metrics": ["image_auroc"], "rows": [{"id": "r", "paper": {"PRN": [1, 2]}}]}}}))
+    bad.write_text(
+        yaml.safe_dump({"tables": {"t": {"metrics": ["image_auroc"], "rows": [{"id": "r", "paper": {"PRN": [1, 2]}}]}}})
+    )
     with pytest.raises(ValueError, match="bad.yaml: t row r"):
         load_paper_tables(bad)
 
@@ -72,7 +82,9 @@ def test_partial_table1_mean_row_and_csv(tmp_path):
 
 def test_smoke_jobs_get_their_own_rows_and_a_banner(tmp_path):
     for num, category in enumerate(["tiles", "discs"]):
-        _write_job(tmp_path, f"{num}_{category}", {"dataset": {"name": "synthetic"}, "category": category, "seen": 5}, METRICS)
+        _write_job(
+            tmp_path, f"{num}_{category}", {"dataset": {"name": "synthetic"}, "category": category, "seen": 5}, METRICS
+        )
     markdown, _ = aggregate("table7", tmp_path)
     text = markdown.read_text()
     assert "SMOKE RUN on synthetic data" in text
@@ -80,9 +92,14 @@ def test_smoke_jobs_get_their_own_rows_and_a_banner(tmp_path):
 
 
 def test_time_column_stays_in_seconds(tmp_path):
-    _write_job(tmp_path, "0_bottle", _mvtec("bottle", callbacks={"prototypes": {"ratio": 0.1}}), METRICS, seconds=0.0712)
+    _write_job(
+        tmp_path, "0_bottle", _mvtec("bottle", callbacks={"prototypes": {"ratio": 0.1}}), METRICS, seconds=0.0712
+    )
     text = aggregate("table6", tmp_path)[0].read_text()
-    assert "| PRN 10% | 1/15 | 99.0 | 99.4 | -0.4 | 98.0 | 99.0 | -1.0 | 95.0 | 96.1 | -1.1 | 70.0 | 78.6 | -8.6 | 0.071 | 0.064 | +0.007 |" in text
+    assert (
+        "| PRN 10% | 1/15 | 99.0 | 99.4 | -0.4 | 98.0 | 99.0 | -1.0 | 95.0 | 96.1 | -1.1 | 70.0 | 78.6 | -8.6 | 0.071 | 0.064 | +0.007 |"
+        in text
+    )
 
 
 def test_cli_errors_name_the_option(tmp_path):
@@ -100,10 +117,16 @@ def test_seeds_make_each_cell_a_mean_and_spread(tmp_path):
     text = markdown.read_text()
     assert "Seeds: 0, 1, 2. Each cell is the mean ± sample standard deviation over the 3 seeds" in text
     assert "| bottle | 3/3 | 98.0 ± 1.0 | 100.0 | -2.0 | 98.0 ± 0.0 |" in text
-    assert "| Average | 6 jobs | 94.5 ± 0.5 |" in text, "per seed the mean over categories (94.5, 94.0, 95.0), then over seeds"
+    assert "| Average | 6 jobs | 94.5 ± 0.5 |" in text, (
+        "per seed the mean over categories (94.5, 94.0, 95.0), then over seeds"
+    )
     assert "| carpet | 0/3 | missing |" in text
     rows = {row["row"]: row for row in csv.DictReader(table_csv.open())}
-    assert rows["bottle"]["seeds"] == "3" and rows["bottle"]["image_auroc_std"] == "1.0" and rows["bottle"]["image_auroc_ours"] == "98.0"
+    assert (
+        rows["bottle"]["seeds"] == "3"
+        and rows["bottle"]["image_auroc_std"] == "1.0"
+        and rows["bottle"]["image_auroc_ours"] == "98.0"
+    )
 
 
 def test_rows_over_categories_average_per_seed_before_the_spread(tmp_path):
@@ -112,15 +135,21 @@ def test_rows_over_categories_average_per_seed_before_the_spread(tmp_path):
         _write_job(tmp_path, f"{seed}_bottle", _mvtec("bottle", **full), {**METRICS, "image_auroc": bottle}, seed=seed)
         _write_job(tmp_path, f"{seed}_screw", _mvtec("screw", **full), {**METRICS, "image_auroc": screw}, seed=seed)
     rows = {row.id: row for row in build_rows(load_paper_tables()["table4"], collect_jobs(tmp_path))}
-    assert rows["full"].per_seed[0]["image_auroc"] == pytest.approx(98.0) and rows["full"].per_seed[1]["image_auroc"] == pytest.approx(97.0)
-    assert rows["full"].ours["image_auroc"] == pytest.approx(97.5) and rows["full"].spread["image_auroc"] == pytest.approx(0.5 ** 0.5)
+    assert rows["full"].per_seed[0]["image_auroc"] == pytest.approx(98.0) and rows["full"].per_seed[1][
+        "image_auroc"
+    ] == pytest.approx(97.0)
+    assert rows["full"].ours["image_auroc"] == pytest.approx(97.5) and rows["full"].spread[
+        "image_auroc"
+    ] == pytest.approx(0.5**0.5)
     assert "| U-Net + MP + MSA + MF (PRN) | 4/30 | 97.5 ± 0.7 |" in aggregate("table4", tmp_path)[0].read_text()
 
 
 def test_per_defect_metrics_get_their_own_rows_over_seeds(tmp_path):
     for seed, value in enumerate([0.9, 0.8]):
-        per_defect = {"broken_large": {"images": 14, "metrics": {"image_auroc": 1.0, "pixel_auroc": value}},
-                      "contamination": {"images": 19, "metrics": {"image_auroc": value, "pixel_auroc": 0.95}}}
+        per_defect = {
+            "broken_large": {"images": 14, "metrics": {"image_auroc": 1.0, "pixel_auroc": value}},
+            "contamination": {"images": 19, "metrics": {"image_auroc": value, "pixel_auroc": 0.95}},
+        }
         _write_job(tmp_path, f"{seed}_bottle", _mvtec("bottle"), METRICS, seed=seed, per_defect=per_defect)
     markdown, _ = aggregate("table1", tmp_path)
     text = markdown.read_text()
@@ -129,11 +158,19 @@ def test_per_defect_metrics_get_their_own_rows_over_seeds(tmp_path):
     assert "| bottle | bottle | contamination | 2 | 85.0 ± 7.1 | 95.0 ± 0.0 |" in text
     rows = list(csv.DictReader((tmp_path / "table1_per_defect.csv").open()))
     assert [(row["defect_type"], row["seeds"], row["pixel_auroc_ours"], row["pixel_auroc_std"]) for row in rows] == [
-        ("broken_large", "2", "85.0", "7.0711"), ("contamination", "2", "95.0", "0.0")]
+        ("broken_large", "2", "85.0", "7.0711"),
+        ("contamination", "2", "95.0", "0.0"),
+    ]
 
 
 def test_one_seed_shows_no_spread_and_says_so(tmp_path):
-    _write_job(tmp_path, "0_bottle", _mvtec("bottle"), METRICS, per_defect={"crack": {"images": 3, "metrics": {"image_auroc": 0.5}}})
+    _write_job(
+        tmp_path,
+        "0_bottle",
+        _mvtec("bottle"),
+        METRICS,
+        per_defect={"crack": {"images": 3, "metrics": {"image_auroc": 0.5}}},
+    )
     text = aggregate("table1", tmp_path)[0].read_text()
     assert "Seeds: 0 (one seed per cell: no spread measured)." in text and not re.search(r"\d ± \d", text)
     assert "| bottle | bottle | crack | 1 | 50.0 | missing |" in text

@@ -21,8 +21,12 @@ def row(path: str, label: int, score: float, defect_type: str) -> dict:
 
 
 ROWS = [
-    row("good/1.png", 0, 0.2, "good"), row("good/0.png", 0, 0.9, "good"), row("good/2.png", 0, 0.5, "good"),
-    row("crack/1.png", 1, 0.1, "crack"), row("crack/0.png", 1, 0.8, "crack"), row("dent/0.png", 1, 0.3, "dent"),
+    row("good/1.png", 0, 0.2, "good"),
+    row("good/0.png", 0, 0.9, "good"),
+    row("good/2.png", 0, 0.5, "good"),
+    row("crack/1.png", 1, 0.1, "crack"),
+    row("crack/0.png", 1, 0.8, "crack"),
+    row("dent/0.png", 1, 0.3, "dent"),
 ]
 
 
@@ -62,8 +66,13 @@ def test_examples_are_scored_again_in_eval_mode_and_keyed_by_path(tmp_path: Path
     crack = examples[wanted[2]]
     assert crack.defect_type == "crack" and crack.label == 1 and np.array_equal(crack.mask, np.eye(8, dtype=bool))
     np.testing.assert_allclose(crack.anomaly_map, images[2].mean(axis=2) / 255, atol=1e-5)
-    assert crack.score == pytest.approx(float(crack.anomaly_map.max()), abs=1e-6) and np.array_equal(crack.image, images[2])
-    assert score_examples(module, EvalImageSet(records, images, masks, with_masks=False), wanted[:1])[wanted[0]].mask is None
+    assert crack.score == pytest.approx(float(crack.anomaly_map.max()), abs=1e-6) and np.array_equal(
+        crack.image, images[2]
+    )
+    assert (
+        score_examples(module, EvalImageSet(records, images, masks, with_masks=False), wanted[:1])[wanted[0]].mask
+        is None
+    )
     with pytest.raises(KeyError, match="not in the test set"):
         score_examples(module, dataset, ["elsewhere.png"])
 
@@ -82,9 +91,13 @@ def test_panels_show_image_map_overlay_and_truth() -> None:
     assert tuple(blended[0, 0]) == (90, 90, 90), "a zero map leaves the image as it is"
     assert truth[12, 12].tolist() == [255, 255, 255] and truth[0, 0].tolist() == [0, 0, 0]
     outlined = example_panels(_example(mask), pixel_threshold=0.5)[2]
-    assert tuple(outlined[8, 8]) == (255, 255, 255) and not np.array_equal(outlined, blended), "the predicted defect is outlined"
+    assert tuple(outlined[8, 8]) == (255, 255, 255) and not np.array_equal(outlined, blended), (
+        "the predicted defect is outlined"
+    )
     no_truth = example_panels(_example(None))[3]
-    assert no_truth.shape == (32, 32, 3) and len(np.unique(no_truth.reshape(-1, 3), axis=0)) > 1, "a labelled grey panel"
+    assert no_truth.shape == (32, 32, 3) and len(np.unique(no_truth.reshape(-1, 3), axis=0)) > 1, (
+        "a labelled grey panel"
+    )
 
 
 def test_strips_put_the_panels_side_by_side_at_most_256_pixels_each() -> None:

@@ -43,8 +43,12 @@ def _drawn_fraction(png: bytes) -> float:
 
 def test_charts_are_pngs_with_content() -> None:
     scores, labels, types = scored_images(3)
-    for png in (curves_figure(scores, labels, types), histogram_figure(scores, labels, 0.9, "test"),
-                histogram_figure(scores, labels, None, "no threshold"), scores_by_type_figure(scores, labels, types, 0.9)):
+    for png in (
+        curves_figure(scores, labels, types),
+        histogram_figure(scores, labels, 0.9, "test"),
+        histogram_figure(scores, labels, None, "no threshold"),
+        scores_by_type_figure(scores, labels, types, 0.9),
+    ):
         assert png.startswith(b"\x89PNG") and 0.02 < _drawn_fraction(png) < 0.6
 
 

@@ -56,8 +56,16 @@ def browser() -> str:
 
 def run_browser(browser: str, *arguments: str) -> subprocess.CompletedProcess:
     """Headless Chromium as CI runs it: no sandbox (root), no GPU, no network needed."""
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-               "--virtual-time-budget=15000", *arguments]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--virtual-time-budget=15000",
+        *arguments,
+    ]
     return subprocess.run(command, capture_output=True, timeout=120, check=True)
 
 
@@ -67,7 +75,12 @@ def test_the_run_writes_per_defect_metrics_and_a_report(tiny_run: Path) -> None:
     test_types = {Path(path).parent.name for path in split["test"]} - {"good"}
     assert set(result["per_defect"]) == test_types and test_types
     for entry in result["per_defect"].values():
-        assert entry["images"] > 0 and set(entry["metrics"]) == {"image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap"}
+        assert entry["images"] > 0 and set(entry["metrics"]) == {
+            "image_auroc",
+            "pixel_auroc",
+            "pixel_aupro",
+            "pixel_ap",
+        }
     page = (tiny_run / "report.html").read_text()
     for name in test_types:
         assert f"<tr><td>{name}</td>" in page and f"Defect type: {name}" in page

@@ -14,7 +14,11 @@ from prn.tools.export import METADATA_FILE, check_export_options, default_output
 
 def _checkpoint(path, size=128, calibration=None):
     torch.manual_seed(0)
-    module = PRNModule(PRNet(encoder_weights=None), data_config={"name": "synthetic", "category": "discs", "image_size": size}, top_k=10)
+    module = PRNModule(
+        PRNet(encoder_weights=None),
+        data_config={"name": "synthetic", "category": "discs", "image_size": size},
+        top_k=10,
+    )
     module.net.set_prototypes([torch.randn(3, c, size // s, size // s) for c, s in [(64, 4), (128, 8), (256, 16)]])
     module.calibration = calibration
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
@@ -33,7 +37,11 @@ def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_m
     extra = {METADATA_FILE: ""}
     program = torch.export.load(tmp_path / "prn.pt2", extra_files=extra).module()
     assert json.loads(extra[METADATA_FILE]) == json.loads(json.dumps(metadata, default=str))
-    assert metadata["input"]["shape"] == ["batch", 3, 128, 128] and metadata["top_k"] == 10 and metadata["image_size"] == [128, 128]
+    assert (
+        metadata["input"]["shape"] == ["batch", 3, 128, 128]
+        and metadata["top_k"] == 10
+        and metadata["image_size"] == [128, 128]
+    )
     assert Calibration.from_dict(metadata["calibration"]) == calibration
     training = metadata["training"]
     assert (training["dataset"], training["category"], training["steps"]) == ("synthetic", "discs", 0)
@@ -48,11 +56,14 @@ def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_m
         torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("out", "fmt", "precision", "message"), [
-    ("prn.onnx", "tflite", "fp32", r"format='tflite' is not one of \['torch', 'onnx', 'openvino'\]"),
-    ("prn.onnx", "onnx", "fp16", "precision='fp16' is not available for format=onnx"),
-    ("prn.onnx", "openvino", "fp32", r"must end in \.xml for format=openvino"),
-])
+@pytest.mark.parametrize(
+    ("out", "fmt", "precision", "message"),
+    [
+        ("prn.onnx", "tflite", "fp32", r"format='tflite' is not one of \['torch', 'onnx', 'openvino'\]"),
+        ("prn.onnx", "onnx", "fp16", "precision='fp16' is not available for format=onnx"),
+        ("prn.onnx", "openvino", "fp32", r"must end in \.xml for format=openvino"),
+    ],
+)
 def test_options_that_cannot_work_together_fail_before_anything_is_exported(tmp_path, out, fmt, precision, message):
     with pytest.raises(ValueError, match=message):
         check_export_options(tmp_path / out, fmt, precision)

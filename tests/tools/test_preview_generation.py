@@ -7,10 +7,21 @@ from prn.tools.preview_generation import preview
 @pytest.fixture
 def _cfg(compose_cfg, tiny):
     def compose(tmp_path, *overrides):
-        return compose_cfg("preview", [
-            *tiny, f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}", "category=discs",
-            "synthetic.num_train=8", "synthetic.num_test_good=2", "synthetic.num_test_per_defect=2", "seen=3", "num_samples=4", *overrides,
-        ])
+        return compose_cfg(
+            "preview",
+            [
+                *tiny,
+                f"paths.output_dir={tmp_path}",
+                f"paths.data_dir={tmp_path / 'data'}",
+                "category=discs",
+                "synthetic.num_train=8",
+                "synthetic.num_test_good=2",
+                "synthetic.num_test_per_defect=2",
+                "seen=3",
+                "num_samples=4",
+                *overrides,
+            ],
+        )
 
     return compose
 

@@ -7,7 +7,10 @@ RESULT = {
     "category": "bottle",
     "metrics": {"image_auroc": 0.99, "pixel_auroc": 0.98, "pixel_aupro": 0.95, "pixel_ap": 0.8},
     "per_defect": {
-        "broken_large": {"images": 14, "metrics": {"image_auroc": 1.0, "pixel_auroc": 0.993, "pixel_aupro": 0.982, "pixel_ap": 0.888}},
+        "broken_large": {
+            "images": 14,
+            "metrics": {"image_auroc": 1.0, "pixel_auroc": 0.993, "pixel_aupro": 0.982, "pixel_ap": 0.888},
+        },
         "contamination": {"images": 19, "metrics": {"image_auroc": 0.989}},
     },
 }

@@ -1,6 +1,5 @@
 """W&B logging offline: no key -> offline, runs land under the run folder, overlays render."""
 
-import numpy as np
 import pytest
 
 from prn.utils.wandb import WandbReportCallback, build_wandb_logger, has_api_key, resolve_mode
@@ -26,7 +25,9 @@ def test_explicit_mode_wins_and_bad_mode_is_named(no_credentials, monkeypatch):
 
 
 def test_offline_logger_writes_a_run_to_sync_later(no_credentials, tmp_path):
-    logger = build_wandb_logger(project="prn-test", save_dir=str(tmp_path / "run"), name="job", group="smoke/table4", tags=["t"])
+    logger = build_wandb_logger(
+        project="prn-test", save_dir=str(tmp_path / "run"), name="job", group="smoke/table4", tags=["t"]
+    )
     logger.log_metrics({"test/image_auroc": 0.5})
     logger.experiment.config.update({"seed": 0})
     assert logger.experiment.group == "smoke/table4"
@@ -34,4 +35,6 @@ def test_offline_logger_writes_a_run_to_sync_later(no_credentials, tmp_path):
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     with_wandb = type("Trainer", (), {"loggers": [logger]})()
     without = type("Trainer", (), {"loggers": []})()
-    assert WandbReportCallback._wandb_logger(with_wandb) is logger and WandbReportCallback._wandb_logger(without) is None
+    assert (
+        WandbReportCallback._wandb_logger(with_wandb) is logger and WandbReportCallback._wandb_logger(without) is None
+    )

@@ -147,7 +147,9 @@ class AnomalyDataModule(LightningDataModule):
     def normal_dataloader(self) -> DataLoader:
         """The normal training images in file order, unaugmented: what the prototypes are built from."""
         self._setup_fit()
-        normals = EvalImageSet(self.split.train_normal, [normal.image for normal in self.pool.normals], [None] * len(self.pool.normals))
+        normals = EvalImageSet(
+            self.split.train_normal, [normal.image for normal in self.pool.normals], [None] * len(self.pool.normals)
+        )
         return self._loader(normals, batch_size=self.eval_batch_size, shuffle=False)
 
     def calibration_dataloader(self) -> DataLoader | None:
@@ -156,7 +158,9 @@ class AnomalyDataModule(LightningDataModule):
         if not records:
             return None
         images, _ = self._decode(records, with_masks=False)
-        return self._loader(EvalImageSet(records, images, [None] * len(records)), batch_size=self.eval_batch_size, shuffle=False)
+        return self._loader(
+            EvalImageSet(records, images, [None] * len(records)), batch_size=self.eval_batch_size, shuffle=False
+        )
 
     def selection_dataloader(self) -> DataLoader | None:
         """Held-out normals and one generated anomaly built on each (with its mask): where the image score and map
@@ -248,7 +252,9 @@ class AnomalyDataModule(LightningDataModule):
         )
         # Only the sources a batch draws from are built: a switched-off strategy costs nothing
         # and cannot fail on inputs it would never use (e.g. no DTD folder with HEA off).
-        sources = {name: factory(self.pool) for name, factory in self.generators.items() if self.composition.get(name, 0.0) > 0}
+        sources = {
+            name: factory(self.pool) for name, factory in self.generators.items() if self.composition.get(name, 0.0) > 0
+        }
         self._train_set = ComposedTrainingSet(self.pool, sources, self.composition)
 
     def _setup_test(self) -> None:
@@ -259,7 +265,8 @@ class AnomalyDataModule(LightningDataModule):
             log.warning(
                 "Test anomalies of %s/%s have no ground-truth masks: only image-level metrics (image AUROC) "
                 "are computed; pixel AUROC, AUPRO and pixel AP are skipped.",
-                self.root, self.category,
+                self.root,
+                self.category,
             )
         images, masks = self._decode(records, with_masks=pixel_labels)
         self._test_set = EvalImageSet(records, images, masks, with_masks=pixel_labels)

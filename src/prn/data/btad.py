@@ -38,10 +38,14 @@ DOWNLOAD_HINT = "download the data with `python -m prn.data.download btad`"
 
 def scan_btad(root: Path | str, category: str) -> DatasetSplit:
     """List one BTAD product; every ``test/ko`` image must have a same-size mask in ``ground_truth/ko``."""
-    category_dir = find_category_dir(Path(root).expanduser(), normalise_category(category), has_train_or_test, DOWNLOAD_HINT)
+    category_dir = find_category_dir(
+        Path(root).expanduser(), normalise_category(category), has_train_or_test, DOWNLOAD_HINT
+    )
     train_normal = _normal_records(require_dir(category_dir / "train" / NORMAL, "normal training images", LAYOUT))
     if not train_normal:
-        raise DatasetError(f"{category_dir / 'train' / NORMAL} holds no images ({', '.join(IMAGE_SUFFIXES)}); check dataset.root.")
+        raise DatasetError(
+            f"{category_dir / 'train' / NORMAL} holds no images ({', '.join(IMAGE_SUFFIXES)}); check dataset.root."
+        )
     test_normal = _normal_records(require_dir(category_dir / "test" / NORMAL, "normal test images", LAYOUT))
     anomalous_dir = require_dir(category_dir / "test" / ANOMALOUS, "anomalous test images", LAYOUT)
     mask_dir = require_dir(category_dir / "ground_truth" / ANOMALOUS, "masks of the test/ko images", LAYOUT)

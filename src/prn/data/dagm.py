@@ -54,8 +54,13 @@ def scan_dagm(root: Path | str, category: str) -> DatasetSplit:
 def read_labels(path: Path) -> list[LabelRow]:
     """Parse ``Labels.txt``: skip the header and blank lines, tolerate any whitespace between fields."""
     if not path.is_file():
-        raise DatasetError(f"missing {path}: DAGM lists its defective images there; restore it from the original archive.")
-    lines = [(number, line.split()) for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1)]
+        raise DatasetError(
+            f"missing {path}: DAGM lists its defective images there; restore it from the original archive."
+        )
+    lines = [
+        (number, line.split())
+        for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1)
+    ]
     lines = [(number, fields) for number, fields in lines if fields]
     if lines and len(lines[0][1]) < 3:
         lines = lines[1:]
@@ -84,11 +89,15 @@ def _split_records(split_dir: Path) -> list[Record]:
     images = list_image_files(split_dir)
     unlisted = [path.name for path in images if path.name.lower() not in rows]
     if unlisted:
-        raise DatasetError(f"images {unlisted[:5]} in {split_dir} are not listed in {labels_path}; add rows for them or remove them.")
+        raise DatasetError(
+            f"images {unlisted[:5]} in {split_dir} are not listed in {labels_path}; add rows for them or remove them."
+        )
     present = {path.name.lower() for path in images}
     missing = [row.image_name for name, row in rows.items() if name not in present]
     if missing:
-        raise DatasetError(f"{labels_path} lists {missing[:5]} but {split_dir} does not hold them; restore the images or fix Labels.txt.")
+        raise DatasetError(
+            f"{labels_path} lists {missing[:5]} but {split_dir} does not hold them; restore the images or fix Labels.txt."
+        )
     return [_record(path, rows[path.name.lower()], labels_path) for path in images]
 
 

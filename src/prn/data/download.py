@@ -155,8 +155,14 @@ def download(
     if source.url is None:
         raise DownloadError(f"{source.name} cannot be downloaded automatically; follow 'get it' above.")
     download_archive(
-        source.url, target, sha256=source.sha256, md5=source.md5, archive_subdir=source.archive_subdir,
-        retries=retries, retry_wait=retry_wait, log=log,
+        source.url,
+        target,
+        sha256=source.sha256,
+        md5=source.md5,
+        archive_subdir=source.archive_subdir,
+        retries=retries,
+        retry_wait=retry_wait,
+        log=log,
     )
     log(f"done: {target}\n  next: {source.use.format(root=target)}")
     return target
@@ -197,7 +203,9 @@ def refuse_non_empty(target: Path) -> None:
         )
 
 
-def fetch(url: str, destination: Path, *, retries: int = 3, retry_wait: float = 5.0, log: Callable[[str], None] = print) -> None:
+def fetch(
+    url: str, destination: Path, *, retries: int = 3, retry_wait: float = 5.0, log: Callable[[str], None] = print
+) -> None:
     """Stream ``url`` to ``destination``; on any failure start again from zero, ``retries`` times in all."""
     if retries < 1:
         raise DownloadError(f"retries={retries} must be >= 1.")
@@ -208,9 +216,13 @@ def fetch(url: str, destination: Path, *, retries: int = 3, retry_wait: float = 
         except (OSError, http.client.HTTPException, DownloadError) as error:
             destination.unlink(missing_ok=True)
             if attempt == retries:
-                message = f"downloading {url} failed after {retries} attempt(s): {error}. Check the connection and retry."
+                message = (
+                    f"downloading {url} failed after {retries} attempt(s): {error}. Check the connection and retry."
+                )
                 raise DownloadError(message) from error
-            log(f"attempt {attempt}/{retries} failed ({error}); retrying from the start in {retry_wait * attempt:.0f} s")
+            log(
+                f"attempt {attempt}/{retries} failed ({error}); retrying from the start in {retry_wait * attempt:.0f} s"
+            )
             time.sleep(retry_wait * attempt)
 
 
@@ -235,7 +247,9 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def verify_checksum(path: Path, *, sha256: str | None = None, md5: str | None = None, log: Callable[[str], None] = print) -> None:
+def verify_checksum(
+    path: Path, *, sha256: str | None = None, md5: str | None = None, log: Callable[[str], None] = print
+) -> None:
     """Compare against every pinned digest; say so plainly when none is pinned."""
     pinned = [(algorithm, expected) for algorithm, expected in (("sha256", sha256), ("md5", md5)) if expected]
     if not pinned:
@@ -259,7 +273,9 @@ def extract_archive(archive: Path, destination: Path) -> None:
     elif tarfile.is_tarfile(archive):
         _extract_tar(archive, destination)
     else:
-        raise DownloadError(f"{archive} is neither a zip nor a tar archive; the server may have returned an error page.")
+        raise DownloadError(
+            f"{archive} is neither a zip nor a tar archive; the server may have returned an error page."
+        )
 
 
 def _extract_zip(archive: Path, destination: Path) -> None:
@@ -282,7 +298,9 @@ def _extract_tar(archive: Path, destination: Path) -> None:
 def _check_member_path(member: str) -> None:
     path = PurePosixPath(member.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
-        raise DownloadError(f"archive member {member!r} would be written outside the target folder; refusing to unpack.")
+        raise DownloadError(
+            f"archive member {member!r} would be written outside the target folder; refusing to unpack."
+        )
 
 
 def dataset_tree(extracted: Path, archive_subdir: str | None) -> Path:
@@ -306,7 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit 0 on success, 2 when the dataset must be fetched by hand, 1 on errors."""
     parser = argparse.ArgumentParser(prog="python -m prn.data.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(SOURCES), help="dataset to fetch")
-    parser.add_argument("--root", type=Path, default=None, help="folder to create (default: data/<dataset>); must be empty or absent")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="folder to create (default: data/<dataset>); must be empty or absent"
+    )
     parser.add_argument("--retries", type=int, default=3, help="attempts before giving up (each starts from zero)")
     args = parser.parse_args(argv)
     if SOURCES[args.name].url is None:

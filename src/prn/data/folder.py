@@ -52,14 +52,18 @@ def scan_folder(root: Path | str, category: str) -> DatasetSplit:
     train_dir = category_dir / "train"
     train_normal = _normal_records(require_dir(train_dir / GOOD, "normal training images", LAYOUT))
     if not train_normal:
-        raise DatasetError(f"{train_dir / GOOD} holds no images ({', '.join(IMAGE_SUFFIXES)}); add normal training images.")
+        raise DatasetError(
+            f"{train_dir / GOOD} holds no images ({', '.join(IMAGE_SUFFIXES)}); add normal training images."
+        )
     train_anomalous = _anomalous_records(train_dir, masks_required=True)
     test_dir = require_dir(category_dir / "test", "test images in good/ and anomalous/", LAYOUT)
     pixel_labels = (test_dir / MASKS).is_dir()
     test = _normal_records(test_dir / GOOD) + _anomalous_records(test_dir, masks_required=pixel_labels)
     if not test:
         raise DatasetError(f"{test_dir} holds no images in {GOOD}/ or {ANOMALOUS}/; add test images.")
-    return DatasetSplit(train_normal=train_normal, train_anomalous=train_anomalous, test=test, pixel_labels=pixel_labels)
+    return DatasetSplit(
+        train_normal=train_normal, train_anomalous=train_anomalous, test=test, pixel_labels=pixel_labels
+    )
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -84,7 +88,11 @@ def _anomalous_records(split_dir: Path, masks_required: bool) -> list[Record]:
 
 
 def _mask_of(image_path: Path, mask_dir: Path) -> Path:
-    mask_path = find_by_stem(mask_dir, [image_path.stem, f"{image_path.stem}_mask"], IMAGE_SUFFIXES) if mask_dir.is_dir() else None
+    mask_path = (
+        find_by_stem(mask_dir, [image_path.stem, f"{image_path.stem}_mask"], IMAGE_SUFFIXES)
+        if mask_dir.is_dir()
+        else None
+    )
     if mask_path is None:
         raise DatasetError(
             f"anomalous image {image_path} has no mask: expected {mask_dir / image_path.stem}.png "

@@ -34,7 +34,9 @@ def scan_ksdd2(root: Path | str, category: str = CATEGORY) -> DatasetSplit:
     """List KolektorSDD2; reads every mask once to tell defective from defect-free images."""
     root = require_dataset_root(Path(root).expanduser(), DOWNLOAD_HINT)
     if str(category) != CATEGORY:
-        raise DatasetError(f"dataset.category={category!r} not found: KolektorSDD2 has one category, {CATEGORY!r}. Set category={CATEGORY}.")
+        raise DatasetError(
+            f"dataset.category={category!r} not found: KolektorSDD2 has one category, {CATEGORY!r}. Set category={CATEGORY}."
+        )
     train = _split_records(require_dir(root / "train", "training images with their _GT masks", LAYOUT))
     test = _split_records(require_dir(root / "test", "test images with their _GT masks", LAYOUT))
     return DatasetSplit.from_labelled_train(train, test, root / "train")

@@ -53,8 +53,12 @@ def checked_pose_jitter(value: Mapping[str, Any] | None) -> dict[str, float] | N
         )
     unknown = sorted(str(key) for key in value if key not in ("shift", "rotation"))
     if unknown:
-        raise DatasetError(f"{OPTION} has unknown keys {unknown}; use only shift and rotation, e.g. {{shift: 0.1, rotation: 30}}.")
-    shift = _checked_amount(value.get("shift", 0.0), f"{OPTION}.shift", MAX_SHIFT, "a fraction of the image side, e.g. 0.1")
+        raise DatasetError(
+            f"{OPTION} has unknown keys {unknown}; use only shift and rotation, e.g. {{shift: 0.1, rotation: 30}}."
+        )
+    shift = _checked_amount(
+        value.get("shift", 0.0), f"{OPTION}.shift", MAX_SHIFT, "a fraction of the image side, e.g. 0.1"
+    )
     rotation = _checked_amount(value.get("rotation", 0.0), f"{OPTION}.rotation", MAX_ROTATION, "degrees, e.g. 30")
     return {"shift": shift, "rotation": rotation}
 
@@ -99,7 +103,9 @@ def apply_pose(image: np.ndarray, mask: np.ndarray | None, params: PoseParams) -
     warped = cv2.warpAffine(image, matrix, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if mask is None:
         return np.ascontiguousarray(warped, dtype=image.dtype), None
-    warped_mask = cv2.warpAffine(mask.astype(np.uint8), matrix, dsize, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    warped_mask = cv2.warpAffine(
+        mask.astype(np.uint8), matrix, dsize, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
+    )
     return np.ascontiguousarray(warped, dtype=image.dtype), warped_mask > 0
 
 

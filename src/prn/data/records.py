@@ -36,11 +36,13 @@ class DatasetSplit:
     pixel_labels: bool = True
 
     @classmethod
-    def from_labelled_train(cls, train: list[Record], test: list[Record], train_dir: Path) -> "DatasetSplit":
+    def from_labelled_train(cls, train: list[Record], test: list[Record], train_dir: Path) -> DatasetSplit:
         """Split a training folder whose images carry labels (DAGM, KolektorSDD2) by label."""
         normal = [record for record in train if record.label == 0]
         if not normal:
-            raise DatasetError(f"{train_dir} holds no defect-free images (all labelled defective, or none); check dataset.root.")
+            raise DatasetError(
+                f"{train_dir} holds no defect-free images (all labelled defective, or none); check dataset.root."
+            )
         return cls(train_normal=normal, train_anomalous=[record for record in train if record.label == 1], test=test)
 
 

@@ -37,7 +37,9 @@ class ResolvedSplit:
     val_normal: list[Record] = field(default_factory=list)
 
 
-def resolve_split(found: DatasetSplit, seen_from: str, num_seen: int, seed: int, val_normals: float | int = 0) -> ResolvedSplit:
+def resolve_split(
+    found: DatasetSplit, seen_from: str, num_seen: int, seed: int, val_normals: float | int = 0
+) -> ResolvedSplit:
     """Draw ``num_seen`` seen anomalies from ``found`` (``seen_from`` "test" or "train") and apply the protocol.
 
     Seen anomalies must have a ground-truth mask: training needs them. ``val_normals``
@@ -84,8 +86,7 @@ def draw_records(
     ordered = sorted(candidates, key=lambda record: record.image_path.as_posix())
     if k > len(ordered):
         raise DatasetError(
-            f"{option}={k} but only {len(ordered)} images exist to draw from; "
-            f"lower {option} to at most {len(ordered)}."
+            f"{option}={k} but only {len(ordered)} images exist to draw from; lower {option} to at most {len(ordered)}."
         )
     chosen = set(np.random.default_rng(seed).choice(len(ordered), size=int(k), replace=False).tolist())
     seen = [record for index, record in enumerate(ordered) if index in chosen]
@@ -100,11 +101,19 @@ def held_out_count(val_normals: float | int, num_normals: int) -> int:
     least one normal image must stay for training.
     """
     option = "val_normals"
-    if isinstance(val_normals, bool) or not isinstance(val_normals, (int, float, np.integer, np.floating)) or val_normals < 0:
-        raise DatasetError(f"{option}={val_normals!r} must be a fraction in (0, 1) or a count >= 0 of normal training images to hold out.")
+    if (
+        isinstance(val_normals, bool)
+        or not isinstance(val_normals, (int, float, np.integer, np.floating))
+        or val_normals < 0
+    ):
+        raise DatasetError(
+            f"{option}={val_normals!r} must be a fraction in (0, 1) or a count >= 0 of normal training images to hold out."
+        )
     if isinstance(val_normals, (float, np.floating)) and not float(val_normals).is_integer():
         if val_normals >= 1:
-            raise DatasetError(f"{option}={val_normals!r}: a fraction must lie in (0, 1); a count must be a whole number.")
+            raise DatasetError(
+                f"{option}={val_normals!r}: a fraction must lie in (0, 1); a count must be a whole number."
+            )
         count = max(1, int(round(val_normals * num_normals)))
     else:
         count = int(val_normals)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from prn.data.mvtec import MVTecDataModule
 from prn.data.errors import DatasetError
+from prn.data.mvtec import MVTecDataModule
 
 CATEGORIES = ("tiles", "discs")
 DEFECT_TYPES = ("scratch", "stain", "patch")
@@ -84,7 +84,9 @@ class SyntheticDataModule(MVTecDataModule):
     ) -> None:
         options.setdefault("texture_categories", ["tiles"])
         super().__init__(root, category, **options)
-        self.generation = _checked_params(category, generation_seed, source_size, num_train, num_test_good, num_test_per_defect)
+        self.generation = _checked_params(
+            category, generation_seed, source_size, num_train, num_test_good, num_test_per_defect
+        )
 
     def prepare_data(self) -> None:
         generation = {key: value for key, value in self.generation.items() if key != "category"}
@@ -96,11 +98,20 @@ class SyntheticDataModule(MVTecDataModule):
         return super()._resolve_split()
 
 
-def _checked_params(category: str, seed: int, image_size: int, num_train: int, num_test_good: int, num_test_per_defect: int) -> dict[str, Any]:
+def _checked_params(
+    category: str, seed: int, image_size: int, num_train: int, num_test_good: int, num_test_per_defect: int
+) -> dict[str, Any]:
     if category not in CATEGORIES:
-        raise DatasetError(f"dataset.category={category!r} has no synthetic generator; choose one of {list(CATEGORIES)}.")
-    minimums = {"seed": (seed, 0), "image_size": (image_size, 32), "num_train": (num_train, 1),
-                "num_test_good": (num_test_good, 0), "num_test_per_defect": (num_test_per_defect, 1)}
+        raise DatasetError(
+            f"dataset.category={category!r} has no synthetic generator; choose one of {list(CATEGORIES)}."
+        )
+    minimums = {
+        "seed": (seed, 0),
+        "image_size": (image_size, 32),
+        "num_train": (num_train, 1),
+        "num_test_good": (num_test_good, 0),
+        "num_test_per_defect": (num_test_per_defect, 1),
+    }
     for name, (value, minimum) in minimums.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise DatasetError(f"synthetic option {name}={value!r} must be an int >= {minimum}.")

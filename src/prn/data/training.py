@@ -35,7 +35,9 @@ def validate_composition(
 ) -> dict[str, float]:
     """Check fractions (non-negative, sum 1, some normals) and, if given, that every key is a known source."""
     if not isinstance(composition, Mapping) or not composition:
-        raise DatasetError(f"{COMPOSITION_OPTION}={composition!r} must map source names to fractions, e.g. {{normal: 0.5, seen: 0.5}}.")
+        raise DatasetError(
+            f"{COMPOSITION_OPTION}={composition!r} must map source names to fractions, e.g. {{normal: 0.5, seen: 0.5}}."
+        )
     fractions = {}
     for name, fraction in composition.items():
         if isinstance(fraction, bool) or not isinstance(fraction, Real) or not math.isfinite(fraction) or fraction < 0:
@@ -45,9 +47,7 @@ def validate_composition(
     if not math.isclose(total, 1.0, abs_tol=1e-6):
         raise DatasetError(f"{COMPOSITION_OPTION} fractions sum to {total:g}; they must sum to 1 (got {fractions}).")
     if fractions.get(NORMAL, 0.0) <= 0:
-        raise DatasetError(
-            f"{COMPOSITION_OPTION}.{NORMAL} must be > 0: an epoch is one pass over the normal images."
-        )
+        raise DatasetError(f"{COMPOSITION_OPTION}.{NORMAL} must be > 0: an epoch is one pass over the normal images.")
     if known_sources is not None:
         known = sorted(set(known_sources))
         unknown = sorted(set(fractions) - set(known))
@@ -67,7 +67,9 @@ def slot_counts(composition: Mapping[str, float], batch_size: int) -> dict[str, 
     positive = [name for name, fraction in fractions.items() if fraction > 0]
     exact = {name: fractions[name] * batch_size for name in positive}
     counts = {name: math.floor(value + 1e-9) for name, value in exact.items()}
-    by_remainder = sorted(positive, key=lambda name: (-(exact[name] - counts[name]), -fractions[name], positive.index(name)))
+    by_remainder = sorted(
+        positive, key=lambda name: (-(exact[name] - counts[name]), -fractions[name], positive.index(name))
+    )
     for name in by_remainder[: batch_size - sum(counts.values())]:
         counts[name] += 1
     if batch_size >= len(positive):
@@ -97,7 +99,7 @@ def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
 class _EpochForwarder:
     """Lightning calls ``set_epoch`` on ``batch_sampler.sampler`` only; this forwards it."""
 
-    def __init__(self, owner: "ComposedBatchSampler") -> None:
+    def __init__(self, owner: ComposedBatchSampler) -> None:
         self._owner = owner
 
     def set_epoch(self, epoch: int) -> None:
@@ -127,7 +129,9 @@ class ComposedBatchSampler:
         rank: int = 0,
     ) -> None:
         if isinstance(num_normals, bool) or not isinstance(num_normals, (int, np.integer)) or num_normals < 1:
-            raise DatasetError(f"ComposedBatchSampler needs at least one normal image, got num_normals={num_normals!r}.")
+            raise DatasetError(
+                f"ComposedBatchSampler needs at least one normal image, got num_normals={num_normals!r}."
+            )
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise DatasetError(f"dataset.seed={seed!r} must be an int >= 0.")
         self.num_normals = int(num_normals)
@@ -168,7 +172,12 @@ class ComposedBatchSampler:
             for name, count in self.counts.items():
                 if name != NORMAL:
                     slots.extend((name, int(index)) for index in rng.integers(self.num_normals, size=count))
-            plan.append([(name, index, item_seed(self.seed, self.epoch, batch, position)) for position, (name, index) in enumerate(slots)])
+            plan.append(
+                [
+                    (name, index, item_seed(self.seed, self.epoch, batch, position))
+                    for position, (name, index) in enumerate(slots)
+                ]
+            )
         return plan
 
     def _normal_order(self, rng: np.random.Generator, length: int) -> np.ndarray:
@@ -219,7 +228,9 @@ class ComposedTrainingSet(Dataset):
             "mask": torch.from_numpy(np.array(mask, dtype=np.float32))[None],
             "label": torch.tensor(int(np.any(mask > 0)), dtype=torch.int64),
             "source": name,
-            "base": torch.tensor(NO_BASE if name == SEEN else index, dtype=torch.int64),  # for leave-self-out prototypes
+            "base": torch.tensor(
+                NO_BASE if name == SEEN else index, dtype=torch.int64
+            ),  # for leave-self-out prototypes
         }
 
     @staticmethod

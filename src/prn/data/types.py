@@ -7,8 +7,9 @@ masks. Tensors are made only at the very end, in the torch ``Dataset``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 

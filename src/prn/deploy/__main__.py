@@ -44,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     start = time.perf_counter()
     inferencer = Inferencer(args.model, batch_size=args.batch_size)
-    print(f"{args.model} ({inferencer.format}), input {inferencer.image_size[0]}x{inferencer.image_size[1]}, "
-          f"{'calibrated' if inferencer.calibration else 'no calibration: scores only'}")
+    print(
+        f"{args.model} ({inferencer.format}), input {inferencer.image_size[0]}x{inferencer.image_size[1]}, "
+        f"{'calibrated' if inferencer.calibration else 'no calibration: scores only'}"
+    )
     print("\t".join(CSV_FIELDS))
     handle = None if args.csv is None else open(args.csv, "w", newline="")
     writer = None if handle is None else csv.DictWriter(handle, fieldnames=CSV_FIELDS)

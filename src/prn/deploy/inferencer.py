@@ -60,9 +60,12 @@ class Inferencer:
         self.metadata = ModelMetadata.from_json(self.runtime.metadata_json, self.path)
         self.batch_size = batch_size
         if self.calibration is None:
-            log.warning("%s carries no calibration (its training run held out no normal images): predictions have a "
-                        "score and a map but no OK/NG decision or defect mask. Train with held-out normals "
-                        "(val_normals=) and export again to get them.", self.path)
+            log.warning(
+                "%s carries no calibration (its training run held out no normal images): predictions have a "
+                "score and a map but no OK/NG decision or defect mask. Train with held-out normals "
+                "(val_normals=) and export again to get them.",
+                self.path,
+            )
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -77,8 +80,10 @@ class Inferencer:
         """The raw model on prepared float32 ``[B, 3, H, W]`` images in ``[0, 1]``: maps ``[B, 1, H, W]`` and scores ``[B]``."""
         height, width = self.image_size
         if images.ndim != 4 or images.shape[1:] != (3, height, width):
-            raise ValueError(f"{self.path} takes images [batch, 3, {height}, {width}], got {tuple(images.shape)}: "
-                             "use predict() to resize files and arrays of any size")
+            raise ValueError(
+                f"{self.path} takes images [batch, 3, {height}, {width}], got {tuple(images.shape)}: "
+                "use predict() to resize files and arrays of any size"
+            )
         maps, scores = self.runtime.run(np.ascontiguousarray(images, dtype=np.float32))
         return np.asarray(maps, dtype=np.float32), np.asarray(scores, dtype=np.float32)
 
@@ -91,12 +96,21 @@ class Inferencer:
         stream = enumerate(expand_inputs(inputs))
         while batch := [prepare(image, self.image_size, index) for index, image in islice(stream, self.batch_size)]:
             maps, scores = self.run(np.stack([item.pixels for item in batch]))
-            yield from (self._result(item, anomaly_map[0], float(score)) for item, anomaly_map, score in zip(batch, maps, scores))
+            yield from (
+                self._result(item, anomaly_map[0], float(score))
+                for item, anomaly_map, score in zip(batch, maps, scores)
+            )
 
     def _result(self, item: PreparedImage, anomaly_map: np.ndarray, score: float) -> Prediction:
         native_map = native_size_map(anomaly_map, item.native_size)
         calibration = self.calibration
         if calibration is None:
             return Prediction(item.source, score, native_map, None, None, None)
-        return Prediction(item.source, score, native_map, float(calibration.normalize(score)),
-                          bool(calibration.is_anomalous(score)), calibration.defect_mask(native_map))
+        return Prediction(
+            item.source,
+            score,
+            native_map,
+            float(calibration.normalize(score)),
+            bool(calibration.is_anomalous(score)),
+            calibration.defect_mask(native_map),
+        )

@@ -32,12 +32,16 @@ class ModelMetadata:
     def from_json(cls, text: str | None, source: Path) -> ModelMetadata:
         """Parse the stored document; a model without one was not written by ``prn-export``."""
         if not text:
-            raise ValueError(f"{source} carries no '{METADATA_KEY}' metadata: it was not written by prn-export. "
-                             "Export the checkpoint again with `prn-export ckpt_path=... format=onnx|openvino|torch`.")
+            raise ValueError(
+                f"{source} carries no '{METADATA_KEY}' metadata: it was not written by prn-export. "
+                "Export the checkpoint again with `prn-export ckpt_path=... format=onnx|openvino|torch`."
+            )
         values = json.loads(text)
         if values.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"{source} has metadata schema {values.get('schema')!r}, this prn.deploy reads {SCHEMA_VERSION}: "
-                             "export it again with this version of prn-export")
+            raise ValueError(
+                f"{source} has metadata schema {values.get('schema')!r}, this prn.deploy reads {SCHEMA_VERSION}: "
+                "export it again with this version of prn-export"
+            )
         calibration = values.get("calibration")
         return cls(
             image_size=(int(values["image_size"][0]), int(values["image_size"][1])),

@@ -37,20 +37,26 @@ def model_format(path: Path) -> str:
     """``onnx``, ``openvino`` or ``torch`` from the file name, or an error listing what is accepted."""
     fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: unknown model format {path.suffix!r}; pass a file written by prn-export: "
-                         f"{', '.join(f'*{s} ({f})' for s, f in FORMAT_BY_SUFFIX.items())}")
+        raise ValueError(
+            f"{path}: unknown model format {path.suffix!r}; pass a file written by prn-export: "
+            f"{', '.join(f'*{s} ({f})' for s, f in FORMAT_BY_SUFFIX.items())}"
+        )
     return fmt
 
 
 def open_runtime(path: Path) -> Runtime:
     """The adapter for ``path``'s format, or an error naming the file and what to install."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist: export one with `prn-export ckpt_path=... format=onnx`")
+        raise FileNotFoundError(
+            f"model file {path} does not exist: export one with `prn-export ckpt_path=... format=onnx`"
+        )
     fmt = model_format(path)
     try:
         return RUNTIMES[fmt](path)
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(f"{path} is a {fmt} model but its runtime is not installed ({error}): {INSTALL_HINT[fmt]}") from error
+        raise ModuleNotFoundError(
+            f"{path} is a {fmt} model but its runtime is not installed ({error}): {INSTALL_HINT[fmt]}"
+        ) from error
 
 
 class OnnxRuntimeModel:
@@ -75,7 +81,9 @@ class OpenVinoModel:
 
         core = openvino.Core()
         model = core.read_model(path)
-        self.metadata_json = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
+        self.metadata_json = (
+            model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
+        )
         self.compiled = core.compile_model(model, "CPU", OPENVINO_CONFIG)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,16 +25,33 @@ log = logging.getLogger(__name__)
 class PrototypeCallback(L.Callback):
     """Fills ``net.prototypes`` from the datamodule's normal training images."""
 
-    def __init__(self, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None, refit: bool = False,
-                 patch_ratio: float = 0.01, max_patches: int = 4096, max_candidates: int = 100_000,
-                 memory_ratio: float = 0.01, max_memory: int = 16_384, memory_candidates: int = 200_000) -> None:
+    def __init__(
+        self,
+        ratio: float = 0.1,
+        iterations: int = 300,
+        seed: int = 0,
+        use_gpu: bool | None = None,
+        refit: bool = False,
+        patch_ratio: float = 0.01,
+        max_patches: int = 4096,
+        max_candidates: int = 100_000,
+        memory_ratio: float = 0.01,
+        max_memory: int = 16_384,
+        memory_candidates: int = 200_000,
+    ) -> None:
         if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering")
+            raise ValueError(
+                f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering"
+            )
         if not 0.0 < patch_ratio <= 1.0:
-            raise ValueError(f"prototypes.patch_ratio must be in (0, 1], got {patch_ratio}: PatchCore keeps 0.01 of the locations")
+            raise ValueError(
+                f"prototypes.patch_ratio must be in (0, 1], got {patch_ratio}: PatchCore keeps 0.01 of the locations"
+            )
         self.ratio = ratio
         if not 0.0 < memory_ratio <= 1.0:
-            raise ValueError(f"prototypes.memory_ratio must be in (0, 1], got {memory_ratio}: a fraction of all normal locations")
+            raise ValueError(
+                f"prototypes.memory_ratio must be in (0, 1], got {memory_ratio}: a fraction of all normal locations"
+            )
         self.patch_ratio, self.max_patches, self.max_candidates = patch_ratio, max_patches, max_candidates
         self.memory_ratio, self.max_memory, self.memory_candidates = memory_ratio, max_memory, memory_candidates
         self.memory_seconds = 0.0
@@ -55,11 +72,15 @@ class PrototypeCallback(L.Callback):
             return
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "normal_dataloader"):
-            raise RuntimeError("PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit")
+            raise RuntimeError(
+                "PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit"
+            )
         start = time.perf_counter()
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
         if net.prototypes.match == "patch":
-            prototypes, sources = build_patch_banks(features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed)
+            prototypes, sources = build_patch_banks(
+                features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed
+            )
         else:
             self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
             prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
@@ -67,8 +88,11 @@ class PrototypeCallback(L.Callback):
         net.prototypes.set_prototypes(prototypes, sources)
         self.seconds = time.perf_counter() - start
         log.info(
-            "Prototypes (%s match): %s per scale from %d normal images in %.1f s%s", net.prototypes.match,
-            [p.shape[0] for p in prototypes], features[0].shape[0], self.seconds,
+            "Prototypes (%s match): %s per scale from %d normal images in %.1f s%s",
+            net.prototypes.match,
+            [p.shape[0] for p in prototypes],
+            features[0].shape[0],
+            self.seconds,
             " (k-means on the GPU)" if self.kmeans_on_gpu else "",
         )
         if memory is not None:
@@ -78,13 +102,20 @@ class PrototypeCallback(L.Callback):
         """Coreset of the normal images' PatchCore descriptors, and the median normal distance (leave-self-out) as its unit."""
         start = time.perf_counter()
         descriptors = memory.descriptors([f.to(device) for f in features])
-        vectors, sources = build_patch_memory(descriptors, self.memory_ratio, self.max_memory, self.memory_candidates, self.seed)
+        vectors, sources = build_patch_memory(
+            descriptors, self.memory_ratio, self.max_memory, self.memory_candidates, self.seed
+        )
         scale = median_normal_distance(descriptors, vectors, sources, self.seed)
         memory.set_memory(vectors, sources, scale)
         self.memory_seconds = time.perf_counter() - start
-        log.info("Patch memory: %d of %d normal descriptors (%d channels), median normal distance %.3f, in %.1f s",
-                 vectors.shape[0], descriptors.shape[0] * descriptors.shape[2] * descriptors.shape[3], vectors.shape[1],
-                 scale, self.memory_seconds)
+        log.info(
+            "Patch memory: %d of %d normal descriptors (%d channels), median normal distance %.3f, in %.1f s",
+            vectors.shape[0],
+            descriptors.shape[0] * descriptors.shape[2] * descriptors.shape[3],
+            vectors.shape[1],
+            scale,
+            self.memory_seconds,
+        )
 
     @torch.no_grad()
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
@@ -102,7 +133,9 @@ class PrototypeCallback(L.Callback):
         finally:
             net.encoder.to(home)
         if not per_scale:
-            raise RuntimeError("No normal training images reached PrototypeCallback: check dataset.root and dataset.category")
+            raise RuntimeError(
+                "No normal training images reached PrototypeCallback: check dataset.root and dataset.category"
+            )
         return [torch.cat(store) for store in per_scale]
 
 

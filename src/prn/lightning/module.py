@@ -76,12 +76,25 @@ class PRNModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if (net is None) == (net_config is None):
-            raise ValueError("PRNModule takes a network (net=PRNet(...)) or, from a checkpoint, its net_config: exactly one")
+            raise ValueError(
+                "PRNModule takes a network (net=PRNet(...)) or, from a checkpoint, its net_config: exactly one"
+            )
         net = net if net is not None else PRNet(**net_config)
-        saved_net_config = {**net.config, "encoder_weights": None, "allow_random_fallback": False}  # weights: in the state dict
-        self.save_hyperparameters({"net_config": saved_net_config, "encoder_weights": net.config["encoder_weights"],
-                                   "data_config": data_config, "top_k": top_k, "map_sigma": map_sigma,
-                                   "channels_last": channels_last})
+        saved_net_config = {
+            **net.config,
+            "encoder_weights": None,
+            "allow_random_fallback": False,
+        }  # weights: in the state dict
+        self.save_hyperparameters(
+            {
+                "net_config": saved_net_config,
+                "encoder_weights": net.config["encoder_weights"],
+                "data_config": data_config,
+                "top_k": top_k,
+                "map_sigma": map_sigma,
+                "channels_last": channels_last,
+            }
+        )
         self.net = net
         self.compile_training = compile  # a run option, not part of the model: not saved in the checkpoint
         self.leave_self_out = leave_self_out  # training only (prn.models.prototypes): not saved either
@@ -96,7 +109,9 @@ class PRNModule(L.LightningModule):
         self.inference_seconds = 0.0
         self.inference_images = 0
         self.calibration: Calibration | None = None  # fitted on held-out normals after training (prn.calibration)
-        self.score_choice: ScoreChoice | None = None  # top_k and map_sigma chosen on held-out data (prn.score_selection)
+        self.score_choice: ScoreChoice | None = (
+            None  # top_k and map_sigma chosen on held-out data (prn.score_selection)
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.calibration is not None:
@@ -133,8 +148,9 @@ class PRNModule(L.LightningModule):
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
         with torch.autocast(images.device.type, enabled=False):
-            return anomaly_maps_and_scores(self.net, self._as_input(images.float()), self.hparams.top_k,
-                                           self.hparams.get("map_sigma", 0.0))
+            return anomaly_maps_and_scores(
+                self.net, self._as_input(images.float()), self.hparams.top_k, self.hparams.get("map_sigma", 0.0)
+            )
 
     def _as_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the memory format of the weights (NHWC when ``channels_last``)."""
@@ -165,10 +181,17 @@ class PRNModule(L.LightningModule):
         masks = batch.get("mask")
         self.test_rows.extend(
             {"path": path, "defect_type": defect_type, "label": int(label), "score": float(score)}
-            for path, defect_type, label, score in zip(batch["path"], batch["defect_type"], batch["label"].tolist(), scores.tolist())
+            for path, defect_type, label, score in zip(
+                batch["path"], batch["defect_type"], batch["label"].tolist(), scores.tolist()
+            )
         )
-        self.metrics.update(maps.float().cpu(), None if masks is None else masks.cpu(), scores.float().cpu(), batch["label"].cpu(),
-                            batch.get("defect_type"))
+        self.metrics.update(
+            maps.float().cpu(),
+            None if masks is None else masks.cpu(),
+            scores.float().cpu(),
+            batch["label"].cpu(),
+            batch.get("defect_type"),
+        )
 
     def on_test_epoch_end(self) -> None:
         """Every rank scored its shard; ``compute`` syncs the states, so every rank logs the whole test set's value."""
@@ -229,4 +252,7 @@ class PRNModule(L.LightningModule):
         optimizer = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
+        }

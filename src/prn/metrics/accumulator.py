@@ -329,14 +329,19 @@ class AnomalyMetrics(Metric):
         batches = int(self.batches)
         if not self._keeps_image_order():
             if int(self.batches_with_defect_types):
-                self.skip_reasons["per_defect"] = f"defect types were given for {int(self.batches_with_defect_types)} of {batches} batches"
+                self.skip_reasons["per_defect"] = (
+                    f"defect types were given for {int(self.batches_with_defect_types)} of {batches} batches"
+                )
             return {}
         labels = self._values("image_labels").astype(bool)
         pixels = None
         if int(self.batches_without_masks) == 0:
             pixels = PixelsInImageOrder(
-                self._values("normal_scores"), self._values("anomalous_scores"), self._values("region_sizes"),
-                self._values("image_normal_pixels"), self._values("image_anomalous_pixels"),
+                self._values("normal_scores"),
+                self._values("anomalous_scores"),
+                self._values("region_sizes"),
+                self._values("image_normal_pixels"),
+                self._values("image_anomalous_pixels"),
             )
         defect_types = decode_defect_types(self._values("image_defect_types"))
         return per_defect_metrics(defect_types, labels, self._values("image_scores"), pixels, self.fpr_limit)

@@ -35,7 +35,9 @@ def encode_defect_types(names: Sequence[str], count: int) -> np.ndarray:
     for index, name in enumerate(names):
         encoded = str(name).encode("utf-8")
         if len(encoded) > DEFECT_NAME_BYTES or not encoded or b"\0" in encoded:
-            raise ValueError(f"defect type {name!r} must be 1 to {DEFECT_NAME_BYTES} UTF-8 bytes without NUL; rename that folder")
+            raise ValueError(
+                f"defect type {name!r} must be 1 to {DEFECT_NAME_BYTES} UTF-8 bytes without NUL; rename that folder"
+            )
         codes[index, : len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
     return codes.reshape(-1)
 
@@ -58,7 +60,10 @@ class PixelsInImageOrder:
     anomalous_counts: np.ndarray
 
     def __post_init__(self) -> None:
-        if int(self.normal_counts.sum()) != self.normals.size or int(self.anomalous_counts.sum()) != self.anomalous.size:
+        if (
+            int(self.normal_counts.sum()) != self.normals.size
+            or int(self.anomalous_counts.sum()) != self.anomalous.size
+        ):
             raise ValueError("per-image pixel counts do not add up to the stored pixels: the states are out of step")
 
     def normals_of(self, images: np.ndarray) -> np.ndarray:
@@ -67,7 +72,9 @@ class PixelsInImageOrder:
 
     def anomalous_of(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Anomalous pixel scores of the selected images and their region sizes, as new arrays."""
-        return _gather(self.anomalous, self.anomalous_counts, images), _gather(self.region_sizes, self.anomalous_counts, images)
+        return _gather(self.anomalous, self.anomalous_counts, images), _gather(
+            self.region_sizes, self.anomalous_counts, images
+        )
 
 
 def _gather(values: np.ndarray, counts: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -123,11 +130,17 @@ def _pixel_metrics(
 ) -> None:
     anomalous, region_sizes = pixels.anomalous_of(members)
     if anomalous.size == 0:
-        skipped.update(dict.fromkeys(("pixel_auroc", "pixel_aupro", "pixel_ap"), "the type's ground-truth masks are empty"))
+        skipped.update(
+            dict.fromkeys(("pixel_auroc", "pixel_aupro", "pixel_ap"), "the type's ground-truth masks are empty")
+        )
         return
     normals = np.concatenate((sorted_good_normals, pixels.normals_of(members)))
     if normals.size == 0:
-        skipped.update(dict.fromkeys(("pixel_auroc", "pixel_aupro", "pixel_ap"), "no normal pixels in the good images or the type's"))
+        skipped.update(
+            dict.fromkeys(
+                ("pixel_auroc", "pixel_aupro", "pixel_ap"), "no normal pixels in the good images or the type's"
+            )
+        )
         return
     normals.sort(kind="stable")  # the good images' part is one sorted run already: timsort sorts the rest and merges
     order = np.argsort(anomalous, kind="stable")

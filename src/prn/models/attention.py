@@ -57,8 +57,10 @@ def merge_patches(patches: Tensor, divisions: int, shape: torch.Size) -> Tensor:
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(out_channels)]
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
 
 
 class ResidualBlock2d(nn.Module):
@@ -68,8 +70,10 @@ class ResidualBlock2d(nn.Module):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.body = nn.Sequential(
-            *conv_bn(channels, hidden, 1), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
-            *conv_bn(hidden, hidden, 3), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
+            *conv_bn(channels, hidden, 1),
+            nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
+            *conv_bn(hidden, hidden, 3),
+            nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
             *conv_bn(hidden, channels, 1),
         )
 
@@ -84,21 +88,26 @@ class MultiSizeSelfAttention(nn.Module):
         super().__init__()
         self.patch_divisions = tuple(patch_divisions)
         if channels % len(self.patch_divisions):
-            raise ValueError(f"MSA channels ({channels}) must split evenly into "
-                             f"{len(self.patch_divisions)} heads (one per patch size)")
+            raise ValueError(
+                f"MSA channels ({channels}) must split evenly into "
+                f"{len(self.patch_divisions)} heads (one per patch size)"
+            )
         self.query = nn.Conv2d(channels, channels, kernel_size=1)
         self.key = nn.Conv2d(channels, channels, kernel_size=1)
         self.value = nn.Conv2d(channels, channels, kernel_size=1)
-        self.output_projection = nn.Sequential(*conv_bn(channels, channels, 1),
-                                               nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
+        self.output_projection = nn.Sequential(
+            *conv_bn(channels, channels, 1), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)
+        )
         self.residual_block = ResidualBlock2d(channels, reduction)
 
     def _check_divisible(self, maps: Tensor) -> None:
         h, w = maps.shape[-2:]
         largest = max(self.patch_divisions)
         if h % largest or w % largest:
-            raise ValueError(f"MSA needs feature maps divisible by {largest} (got {h}x{w}); "
-                             "use an image_size that is a multiple of 128")
+            raise ValueError(
+                f"MSA needs feature maps divisible by {largest} (got {h}x{w}); "
+                "use an image_size that is a multiple of 128"
+            )
 
     def _head(self, query: Tensor, key: Tensor, value: Tensor, divisions: int) -> Tensor:
         if divisions == 1:  # a single patch attends only to itself: softmax == 1
@@ -112,8 +121,12 @@ class MultiSizeSelfAttention(nn.Module):
         """Concatenated head outputs (before the output projection)."""
         self._check_divisible(maps)
         groups = len(self.patch_divisions)
-        heads = zip(self.query(maps).chunk(groups, 1), self.key(maps).chunk(groups, 1),
-                    self.value(maps).chunk(groups, 1), self.patch_divisions)
+        heads = zip(
+            self.query(maps).chunk(groups, 1),
+            self.key(maps).chunk(groups, 1),
+            self.value(maps).chunk(groups, 1),
+            self.patch_divisions,
+        )
         return torch.cat([self._head(q, k, v, d) for q, k, v, d in heads], dim=1)
 
     def forward(self, maps: Tensor) -> Tensor:
@@ -123,8 +136,9 @@ class MultiSizeSelfAttention(nn.Module):
 class MSAStack(nn.Sequential):
     """N stacked MSA blocks (N = 3 in the paper) at one scale."""
 
-    def __init__(self, channels: int, depth: int = 3, patch_divisions: Sequence[int] = (1, 2, 4, 8),
-                 reduction: int = 4) -> None:
+    def __init__(
+        self, channels: int, depth: int = 3, patch_divisions: Sequence[int] = (1, 2, 4, 8), reduction: int = 4
+    ) -> None:
         if depth < 1:
             raise ValueError(f"msa_depth must be >= 1 (got {depth}); disable MSA with use_msa=false instead")
         super().__init__(*(MultiSizeSelfAttention(channels, patch_divisions, reduction) for _ in range(depth)))

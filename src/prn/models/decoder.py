@@ -27,9 +27,11 @@ ANOMALY_PRIOR = 0.01  # initial anomaly probability of every pixel
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
         nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -47,10 +49,12 @@ class UNetDecoder(nn.Module):
         coarse_to_fine_skips = tuple(reversed(tuple(skip_channels)))
         in_widths = (bottom_channels, *SKIP_STAGE_CHANNELS)
         self.skip_stages = nn.ModuleList(
-            conv_block(in_widths[i] + coarse_to_fine_skips[i], SKIP_STAGE_CHANNELS[i]) for i in range(3))
+            conv_block(in_widths[i] + coarse_to_fine_skips[i], SKIP_STAGE_CHANNELS[i]) for i in range(3)
+        )
         head_inputs = (SKIP_STAGE_CHANNELS[-1], *HEAD_STAGE_CHANNELS[:-1])
         self.head_stages = nn.ModuleList(
-            conv_block(c_in, c_out) for c_in, c_out in zip(head_inputs, HEAD_STAGE_CHANNELS))
+            conv_block(c_in, c_out) for c_in, c_out in zip(head_inputs, HEAD_STAGE_CHANNELS)
+        )
         self.to_logits = nn.Conv2d(HEAD_STAGE_CHANNELS[-1], 1, kernel_size=1)
         nn.init.constant_(self.to_logits.bias, math.log(ANOMALY_PRIOR / (1.0 - ANOMALY_PRIOR)))
 

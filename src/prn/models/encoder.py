@@ -49,13 +49,15 @@ def _read_state_dict_file(path: Path) -> dict[str, Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
-        raise _weights_error(str(path), f"cannot be read by torch.load ({error})",
-                             "re-save it with torch.save(model.state_dict(), path)") from error
+        raise _weights_error(
+            str(path), f"cannot be read by torch.load ({error})", "re-save it with torch.save(model.state_dict(), path)"
+        ) from error
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise _weights_error(str(path), "does not hold a state dict of tensors",
-                             "save torchvision resnet18().state_dict() to the file")
+        raise _weights_error(
+            str(path), "does not hold a state dict of tensors", "save torchvision resnet18().state_dict() to the file"
+        )
     return {key.removeprefix("module."): value for key, value in loaded.items()}
 
 
@@ -78,10 +80,13 @@ class ResNet18Encoder(nn.Module):
     def __init__(self, weights: str | None = "imagenet", allow_random_fallback: bool = False) -> None:
         super().__init__()
         backbone = resnet18(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = (
-            backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
+        self.conv1, self.bn1, self.relu, self.maxpool = (backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+            backbone.layer1,
+            backbone.layer2,
+            backbone.layer3,
+            backbone.layer4,
+        )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.weights_report = "random: loading not finished"
@@ -110,7 +115,8 @@ class ResNet18Encoder(nn.Module):
         try:
             if weights == "imagenet":
                 return "imagenet:torchvision IMAGENET1K_V1; " + self._apply_state_dict(
-                    _download_imagenet_state_dict(), "imagenet")
+                    _download_imagenet_state_dict(), "imagenet"
+                )
             path = Path(weights).expanduser()
             return f"file={path}; " + self._apply_state_dict(_read_state_dict_file(path), str(path))
         except EncoderWeightsError as error:
@@ -136,8 +142,11 @@ class ResNet18Encoder(nn.Module):
             )
         bad_shapes = [k for k, v in wanted.items() if v.shape != own[k].shape]
         if bad_shapes:
-            raise _weights_error(source, f"tensor shapes differ from resnet18 for {bad_shapes[:5]}",
-                                 "use weights of a torchvision resnet18, not another depth/width")
+            raise _weights_error(
+                source,
+                f"tensor shapes differ from resnet18 for {bad_shapes[:5]}",
+                "use weights of a torchvision resnet18, not another depth/width",
+            )
         self.load_state_dict(wanted, strict=False)
         if missing:
             logger.warning("Encoder weights from %s have no layer4 keys: layer4 stays RANDOM", source)

@@ -21,10 +21,17 @@ from torch import Tensor, nn
 
 def downsample_branch(in_channels: int, out_channels: int, scale_gap: int) -> nn.Sequential:
     """Depth-wise separable conv that shrinks a map by 2^scale_gap (scale_gap >= 1)."""
-    stride = 2 ** scale_gap
+    stride = 2**scale_gap
     return nn.Sequential(
-        nn.Conv2d(in_channels, in_channels, kernel_size=stride + 1, stride=stride,
-                  padding=stride // 2, groups=in_channels, bias=False),
+        nn.Conv2d(
+            in_channels,
+            in_channels,
+            kernel_size=stride + 1,
+            stride=stride,
+            padding=stride // 2,
+            groups=in_channels,
+            bias=False,
+        ),
         nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
         nn.BatchNorm2d(out_channels),
     )
@@ -32,8 +39,7 @@ def downsample_branch(in_channels: int, out_channels: int, scale_gap: int) -> nn
 
 def upsample_projection(in_channels: int, out_channels: int) -> nn.Sequential:
     """1x1 conv + BN of a coarser map; bilinear up-sampling follows in forward."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
 
 
 class MultiScaleFusion(nn.Module):
@@ -47,7 +53,8 @@ class MultiScaleFusion(nn.Module):
         # branches[j][r] maps scale r to scale j; identity where r == j
         self.branches = nn.ModuleList(
             nn.ModuleList(self._branch(source, target) for source in range(len(self.channels)))
-            for target in range(len(self.channels)))
+            for target in range(len(self.channels))
+        )
 
     def _branch(self, source: int, target: int) -> nn.Module:
         c_in, c_out = self.channels[source], self.channels[target]

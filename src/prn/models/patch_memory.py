@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from prn.models.prototypes import NO_SOURCE, excluded_prototypes, greedy_coreset_indices, nearest_prototype_indices
 
-MEMORY_CHUNK = 2048        # memory vectors compared per matmul
-AGGREGATION_KERNEL = 3     # PatchCore's local neighbourhood
-SCALE_SAMPLE = 20_000      # normal locations whose distance sets the normalising median
-MEMORY_LAYERS = (2, 3)     # encoder layers (1 = layer1) whose maps make a descriptor
+MEMORY_CHUNK = 2048  # memory vectors compared per matmul
+AGGREGATION_KERNEL = 3  # PatchCore's local neighbourhood
+SCALE_SAMPLE = 20_000  # normal locations whose distance sets the normalising median
+MEMORY_LAYERS = (2, 3)  # encoder layers (1 = layer1) whose maps make a descriptor
 
 
 def patch_descriptors(features: Sequence[Tensor], layers: Sequence[int] = MEMORY_LAYERS) -> Tensor:
@@ -42,13 +42,19 @@ def patch_descriptors(features: Sequence[Tensor], layers: Sequence[int] = MEMORY
     """
     maps = [features[layer - 1].float() for layer in layers]
     size = maps[0].shape[-2:]
-    pooled = [F.avg_pool2d(m, AGGREGATION_KERNEL, stride=1, padding=AGGREGATION_KERNEL // 2, count_include_pad=True) for m in maps]
-    resized = [p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled]
+    pooled = [
+        F.avg_pool2d(m, AGGREGATION_KERNEL, stride=1, padding=AGGREGATION_KERNEL // 2, count_include_pad=True)
+        for m in maps
+    ]
+    resized = [
+        p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled
+    ]
     return torch.cat(resized, dim=1)
 
 
-def build_patch_memory(descriptors: Tensor, ratio: float = 0.1, max_size: int = 16_384, max_candidates: int = 200_000,
-                       seed: int = 0) -> tuple[Tensor, Tensor]:
+def build_patch_memory(
+    descriptors: Tensor, ratio: float = 0.1, max_size: int = 16_384, max_candidates: int = 200_000, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """``[M, C]`` greedy k-center coreset of the ``[N, C, h, w]`` normal descriptors' locations, and the
     ``[M]`` normal image each came from.
 
@@ -92,7 +98,9 @@ class PatchMemory(nn.Module):
         super().__init__()
         self.layers = tuple(int(layer) for layer in layers)
         if not self.layers or any(layer not in (1, 2, 3) for layer in self.layers):
-            raise ValueError(f"model.net.memory_layers={list(layers)} must name encoder layers among 1, 2, 3 (PatchCore: [2, 3])")
+            raise ValueError(
+                f"model.net.memory_layers={list(layers)} must name encoder layers among 1, 2, 3 (PatchCore: [2, 3])"
+            )
         self.register_buffer("memory", torch.empty(0, 0))
         self.register_buffer("sources", torch.empty(0, dtype=torch.long))
         self.register_buffer("distance_scale", torch.ones(()))
@@ -110,7 +118,9 @@ class PatchMemory(nn.Module):
             raise ValueError(f"patch memory must be a non-empty [M, C] tensor, got {tuple(memory.shape)}")
         sources = torch.full((memory.shape[0],), NO_SOURCE, dtype=torch.long) if sources is None else sources
         if tuple(sources.shape) != (memory.shape[0],):
-            raise ValueError(f"patch memory sources must have one entry per vector ({memory.shape[0]}), got {tuple(sources.shape)}")
+            raise ValueError(
+                f"patch memory sources must have one entry per vector ({memory.shape[0]}), got {tuple(sources.shape)}"
+            )
         if not distance_scale > 0:
             raise ValueError(f"patch memory distance_scale must be > 0, got {distance_scale}")
         device = self.memory.device
@@ -121,12 +131,16 @@ class PatchMemory(nn.Module):
     def forward(self, features: Sequence[Tensor], exclude: Tensor | None = None) -> Tensor:
         """``[B, 1, h, w]`` distance to the nearest normal patch / the normal median; ``exclude``: see PrototypeBank."""
         if not self.is_fitted:
-            raise RuntimeError("PatchMemory is empty: run the PrototypeCallback (or call set_memory) before training/inference "
-                               "with model.net.patch_memory=true")
+            raise RuntimeError(
+                "PatchMemory is empty: run the PrototypeCallback (or call set_memory) before training/inference "
+                "with model.net.patch_memory=true"
+            )
         descriptors = self.descriptors(features)
         if descriptors.shape[1] != self.memory.shape[1]:
-            raise ValueError(f"descriptors have {descriptors.shape[1]} channels but the patch memory {self.memory.shape[1]}: "
-                             "it was built from other memory_layers")
+            raise ValueError(
+                f"descriptors have {descriptors.shape[1]} channels but the patch memory {self.memory.shape[1]}: "
+                "it was built from other memory_layers"
+            )
         forbidden = excluded_prototypes(exclude, self.sources)
         return nearest_memory_distances(descriptors, self.memory, forbidden) / self.distance_scale
 
@@ -138,8 +152,9 @@ class PatchMemory(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def median_normal_distance(descriptors: Tensor, memory: Tensor, sources: Tensor, seed: int = 0,
-                           sample: int = SCALE_SAMPLE) -> float:
+def median_normal_distance(
+    descriptors: Tensor, memory: Tensor, sources: Tensor, seed: int = 0, sample: int = SCALE_SAMPLE
+) -> float:
     """Median distance of (a seeded sample of) normal locations to the memory, leaving their own image out:
     what a test normal's distance looks like, the unit of :class:`PatchMemory`'s map."""
     n, c, h, w = descriptors.shape
@@ -148,7 +163,7 @@ def median_normal_distance(descriptors: Tensor, memory: Tensor, sources: Tensor,
     images = picks // (h * w)
     distances = []
     for start in range(0, queries.shape[0], MEMORY_CHUNK):  # bounds the [queries, M] mask
-        block, block_images = queries[start:start + MEMORY_CHUNK], images[start:start + MEMORY_CHUNK]
+        block, block_images = queries[start : start + MEMORY_CHUNK], images[start : start + MEMORY_CHUNK]
         forbidden = excluded_prototypes(block_images, sources.to(block_images.device))  # one row per query
         nearest = nearest_prototype_indices(block, memory.float(), MEMORY_CHUNK, forbidden)
         distances.append((block - memory[nearest].float()).norm(dim=1))

@@ -38,8 +38,10 @@ def check_image_size(images: Tensor) -> None:
         raise ValueError(f"PRNet expects images [B, 3, H, W], got shape {tuple(images.shape)}")
     h, w = images.shape[-2:]
     if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-        raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE} in height and width "
-                         f"(got {h}x{w}); set data.image_size to e.g. 256")
+        raise ValueError(
+            f"image_size must be a multiple of {SIZE_MULTIPLE} in height and width "
+            f"(got {h}x{w}); set data.image_size to e.g. 256"
+        )
 
 
 def _apply(modules: nn.ModuleList | None, maps: Sequence[Tensor]) -> list[Tensor]:
@@ -73,7 +75,9 @@ class ResidualMixer(nn.Module):
 
     def forward(self, residual: Tensor, distance: Tensor) -> Tensor:
         if distance.shape[-2:] != residual.shape[-2:]:
-            distance = nn.functional.interpolate(distance, size=residual.shape[-2:], mode="bilinear", align_corners=False)
+            distance = nn.functional.interpolate(
+                distance, size=residual.shape[-2:], mode="bilinear", align_corners=False
+            )
         scaled = (distance - 1.0) * self.DISTANCE_GAIN
         return self.mix(torch.cat([residual, scaled.to(residual.dtype)], dim=1))
 
@@ -85,31 +89,54 @@ def _fuse(fusion: MultiScaleFusion | None, maps: Sequence[Tensor]) -> list[Tenso
 class PRNet(nn.Module):
     """PRN: [0,1] images [B, 3, H, W] -> anomaly logits [B, 1, H, W]."""
 
-    def __init__(self, encoder_weights: str | None = "imagenet", allow_random_fallback: bool = False,
-                 use_mp: bool = True, use_msa: bool = True, use_mf: bool = True, msa_depth: int = 3,
-                 msa_reduction: int = 4, prototype_match: str = "image", location_window: int = 0,
-                 location_candidates: int = 4, patch_memory: bool = False,
-                 memory_layers: Sequence[int] = MEMORY_LAYERS) -> None:
+    def __init__(
+        self,
+        encoder_weights: str | None = "imagenet",
+        allow_random_fallback: bool = False,
+        use_mp: bool = True,
+        use_msa: bool = True,
+        use_mf: bool = True,
+        msa_depth: int = 3,
+        msa_reduction: int = 4,
+        prototype_match: str = "image",
+        location_window: int = 0,
+        location_candidates: int = 4,
+        patch_memory: bool = False,
+        memory_layers: Sequence[int] = MEMORY_LAYERS,
+    ) -> None:
         super().__init__()
         self.config = {
-            "encoder_weights": encoder_weights, "allow_random_fallback": allow_random_fallback, "use_mp": use_mp,
-            "use_msa": use_msa, "use_mf": use_mf, "msa_depth": msa_depth, "msa_reduction": msa_reduction,
-            "prototype_match": prototype_match, "location_window": location_window, "location_candidates": location_candidates,
-            "patch_memory": patch_memory, "memory_layers": list(memory_layers),
+            "encoder_weights": encoder_weights,
+            "allow_random_fallback": allow_random_fallback,
+            "use_mp": use_mp,
+            "use_msa": use_msa,
+            "use_mf": use_mf,
+            "msa_depth": msa_depth,
+            "msa_reduction": msa_reduction,
+            "prototype_match": prototype_match,
+            "location_window": location_window,
+            "location_candidates": location_candidates,
+            "patch_memory": patch_memory,
+            "memory_layers": list(memory_layers),
         }  # the constructor's arguments: a checkpoint rebuilds the network from them
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
         skip_channels = self.encoder.channels[:3]
         branch_channels = tuple(2 * c for c in skip_channels) if use_mp else skip_channels
-        self.prototypes = (PrototypeBank(len(skip_channels), prototype_match, location_window, location_candidates)
-                           if use_mp else None)
+        self.prototypes = (
+            PrototypeBank(len(skip_channels), prototype_match, location_window, location_candidates) if use_mp else None
+        )
         if patch_memory and not use_mp:
-            raise ValueError("model.net.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)")
+            raise ValueError(
+                "model.net.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)"
+            )
         self.patch_memory = PatchMemory(memory_layers) if patch_memory else None
         self.residual_mixers = nn.ModuleList(ResidualMixer(c) for c in skip_channels) if patch_memory else None
         self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
         self.residual_fusion = MultiScaleFusion(skip_channels) if use_mf and use_mp else None
-        self.msa = nn.ModuleList(MSAStack(c, msa_depth, reduction=msa_reduction) for c in branch_channels) if use_msa else None
+        self.msa = (
+            nn.ModuleList(MSAStack(c, msa_depth, reduction=msa_reduction) for c in branch_channels) if use_msa else None
+        )
         self.output_fusion = MultiScaleFusion(branch_channels) if use_mf else None
         self.decoder = UNetDecoder(branch_channels, self.encoder.channels[3])
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 NUM_SCALES = 3
 DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
-PATCH_CHUNK = 512    # bank vectors compared per matmul in patch matching (queries x 512 floats)
+PATCH_CHUNK = 512  # bank vectors compared per matmul in patch matching (queries x 512 floats)
 MATCHES = ("image", "patch", "location")
 NO_SOURCE = -1  # a prototype that mixes several normal images (a k-means centroid): never excluded
 
@@ -64,13 +64,16 @@ def kmeans_uses_gpu(use_gpu: bool | None) -> bool:
     if use_gpu is None:
         return faiss_gpu_available()
     if use_gpu and not faiss_gpu_available():
-        raise ValueError("callbacks.prototypes.use_gpu=true, but faiss sees no GPU (the faiss-cpu build, or no CUDA "
-                         "device): run `make install` on the GPU machine (it installs faiss-gpu), or leave use_gpu unset")
+        raise ValueError(
+            "callbacks.prototypes.use_gpu=true, but faiss sees no GPU (the faiss-cpu build, or no CUDA "
+            "device): run `make install` on the GPU machine (it installs faiss-gpu), or leave use_gpu unset"
+        )
     return use_gpu
 
 
-def kmeans_prototypes(features: Tensor, ratio: float = 0.1, iterations: int = 300, seed: int = 0,
-                      use_gpu: bool | None = None) -> Tensor:
+def kmeans_prototypes(
+    features: Tensor, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None
+) -> Tensor:
     """Cluster N flattened feature maps [N, D] into K = round(ratio*N) prototypes [K, D].
 
     FAISS initialises the centroids with randomly sampled feature maps, exactly the
@@ -82,15 +85,26 @@ def kmeans_prototypes(features: Tensor, ratio: float = 0.1, iterations: int = 30
     if ratio == 1.0:
         return features.detach().clone()
     data = np.ascontiguousarray(features.detach().cpu().to(torch.float32).numpy())
-    kmeans = faiss.Kmeans(data.shape[1], num_prototypes, niter=iterations, seed=seed,
-                          gpu=kmeans_uses_gpu(use_gpu), verbose=False,
-                          max_points_per_centroid=max(256, data.shape[0]))
+    kmeans = faiss.Kmeans(
+        data.shape[1],
+        num_prototypes,
+        niter=iterations,
+        seed=seed,
+        gpu=kmeans_uses_gpu(use_gpu),
+        verbose=False,
+        max_points_per_centroid=max(256, data.shape[0]),
+    )
     kmeans.train(data)
     return torch.from_numpy(kmeans.centroids.copy()).to(features.device)
 
 
-def build_prototypes(feature_maps: Sequence[Tensor], ratio: float = 0.1, iterations: int = 300,
-                     seed: int = 0, use_gpu: bool | None = None) -> list[Tensor]:
+def build_prototypes(
+    feature_maps: Sequence[Tensor],
+    ratio: float = 0.1,
+    iterations: int = 300,
+    seed: int = 0,
+    use_gpu: bool | None = None,
+) -> list[Tensor]:
     """Per-scale k-means of [N, c, h, w] maps -> list of [K, c, h, w] prototypes."""
     prototypes = []
     for maps in feature_maps:
@@ -122,7 +136,7 @@ def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection
     generator = torch.Generator().manual_seed(seed)
     points = vectors.float()
     if points.shape[1] > projection_dim:
-        projection = torch.randn(points.shape[1], projection_dim, generator=generator) / projection_dim ** 0.5
+        projection = torch.randn(points.shape[1], projection_dim, generator=generator) / projection_dim**0.5
         points = points @ projection.to(points.device)
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(points.shape[0], (1,), generator=generator))
@@ -138,8 +152,13 @@ def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection
     return chosen
 
 
-def build_patch_banks(feature_maps: Sequence[Tensor], ratio: float = 0.01, max_size: int = 4096,
-                      max_candidates: int = 100_000, seed: int = 0) -> tuple[list[Tensor], list[Tensor]]:
+def build_patch_banks(
+    feature_maps: Sequence[Tensor],
+    ratio: float = 0.01,
+    max_size: int = 4096,
+    max_candidates: int = 100_000,
+    seed: int = 0,
+) -> tuple[list[Tensor], list[Tensor]]:
     """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``, and the
     ``[M]`` index of the normal image each vector came from (for leave-self-out).
 
@@ -170,8 +189,13 @@ def excluded_prototypes(exclude: Tensor | None, sources: Tensor) -> Tensor | Non
     return (sources[None, :] == exclude[:, None]) & (exclude[:, None] != NO_SOURCE)
 
 
-def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int = DISTANCE_CHUNK,
-                              forbidden: Tensor | None = None, count: int | None = None) -> Tensor:
+def nearest_prototype_indices(
+    features: Tensor,
+    prototypes: Tensor,
+    chunk: int = DISTANCE_CHUNK,
+    forbidden: Tensor | None = None,
+    count: int | None = None,
+) -> Tensor:
     """argmin_k ||f - p_k||_2 for flattened [N, D] features vs [K, D] prototypes: ``[N]``, or with
     ``count`` the ``count`` nearest in order, ``[N, count]``.
 
@@ -190,20 +214,23 @@ def nearest_prototype_indices(features: Tensor, prototypes: Tensor, chunk: int =
     return nearest[:, 0] if count is None else nearest
 
 
-def _nearest_in_float32(features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None, count: int) -> Tensor:
+def _nearest_in_float32(
+    features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None, count: int
+) -> Tensor:
     rows = features.shape[0]
     best_distance = torch.empty(rows, 0, device=features.device)
     best_index = torch.empty(rows, 0, dtype=torch.long, device=features.device)
     feature_norms = features.pow(2).sum(1, keepdim=True)
     for start in range(0, prototypes.shape[0], chunk):
-        block = prototypes[start:start + chunk]
+        block = prototypes[start : start + chunk]
         distances = feature_norms - 2.0 * features @ block.T + block.pow(2).sum(1)[None]
         if forbidden is not None:  # broadcast each image's row over its locations: no [N, K] mask is built
             grouped = distances.view(forbidden.shape[0], -1, block.shape[0])
-            distances = grouped.masked_fill(forbidden[:, None, start:start + chunk], float("inf")).view(rows, -1)
+            distances = grouped.masked_fill(forbidden[:, None, start : start + chunk], float("inf")).view(rows, -1)
         chunk_distance, chunk_index = distances.topk(min(count, block.shape[0]), dim=1, largest=False)
         best_distance, order = torch.cat([best_distance, chunk_distance], 1).topk(
-            min(count, best_distance.shape[1] + chunk_distance.shape[1]), dim=1, largest=False)
+            min(count, best_distance.shape[1] + chunk_distance.shape[1]), dim=1, largest=False
+        )
         best_index = torch.cat([best_index, chunk_index + start], 1).gather(1, order)
     return best_index
 
@@ -213,8 +240,9 @@ def location_major(prototypes: Tensor) -> Tensor:
     return prototypes.flatten(2).permute(2, 1, 0).contiguous()
 
 
-def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: Tensor | None = None,
-                                   forbidden: Tensor | None = None) -> Tensor:
+def nearest_prototype_per_location(
+    features: Tensor, prototypes: Tensor, keys: Tensor | None = None, forbidden: Tensor | None = None
+) -> Tensor:
     """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32),
     skipping the ``[B, K]`` ``forbidden`` pairs.
 
@@ -223,9 +251,11 @@ def nearest_prototype_per_location(features: Tensor, prototypes: Tensor, keys: T
     when cached), so no ``[B, K, c, h, w]`` difference is materialised.
     """
     b, c, h, w = features.shape
-    keys = location_major(prototypes) if keys is None else keys                # [hw, c, K]
-    queries = features.flatten(2).permute(2, 0, 1).contiguous()               # [hw, B, c]
-    distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(queries, keys)  # [hw, B, K]; ||f||^2 is constant in k
+    keys = location_major(prototypes) if keys is None else keys  # [hw, c, K]
+    queries = features.flatten(2).permute(2, 0, 1).contiguous()  # [hw, B, c]
+    distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(
+        queries, keys
+    )  # [hw, B, K]; ||f||^2 is constant in k
     if forbidden is not None:
         distances = distances.masked_fill(forbidden[None], float("inf"))
     return distances.argmin(2).T.reshape(b, h, w)
@@ -254,7 +284,10 @@ def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tens
     best_map = torch.zeros_like(best_offset)
     for offset in range(side * side):
         dy, dx = divmod(offset, side)
-        distance = norms[:, dy:dy + h, dx:dx + w] - 2.0 * torch.matmul(padded[:, dy:dy + h, dx:dx + w], queries)[..., 0]
+        distance = (
+            norms[:, dy : dy + h, dx : dx + w]
+            - 2.0 * torch.matmul(padded[:, dy : dy + h, dx : dx + w], queries)[..., 0]
+        )
         distance, index = distance.min(-1)
         better = distance < best
         best = torch.where(better, distance, best)
@@ -267,8 +300,10 @@ def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tens
 
 def _require_same_map_shape(features: Tensor, prototypes: Tensor) -> None:
     if features.shape[1:] != prototypes.shape[1:]:
-        raise ValueError(f"feature map {tuple(features.shape[1:])} does not match prototypes "
-                         f"{tuple(prototypes.shape[1:])}: prototypes were built at another image_size")
+        raise ValueError(
+            f"feature map {tuple(features.shape[1:])} does not match prototypes "
+            f"{tuple(prototypes.shape[1:])}: prototypes were built at another image_size"
+        )
 
 
 class PrototypeBank(nn.Module):
@@ -281,12 +316,16 @@ class PrototypeBank(nn.Module):
     nearest to F and the offset |d| <= r cells nearest at x.
     """
 
-    def __init__(self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 4) -> None:
+    def __init__(
+        self, num_scales: int = NUM_SCALES, match: str = "image", window: int = 0, candidates: int = 4
+    ) -> None:
         super().__init__()
         if match not in MATCHES:
             raise ValueError(f"model.net.prototype_match={match!r} must be one of {list(MATCHES)}")
         if window < 0 or (window > 0 and match != "location"):
-            raise ValueError(f"model.net.location_window={window} must be >= 0, and > 0 only with prototype_match=location")
+            raise ValueError(
+                f"model.net.location_window={window} must be >= 0, and > 0 only with prototype_match=location"
+            )
         if candidates < 1:
             raise ValueError(f"model.net.location_candidates={candidates} must be >= 1")
         self.num_scales = num_scales
@@ -327,11 +366,15 @@ class PrototypeBank(nn.Module):
         shape, ndim = ("[M, c]", 2) if self.match == "patch" else ("[K, c, h, w]", 4)
         for name, source_name, value, source in zip(self.buffer_names, self.source_names, prototypes, sources):
             if value.ndim != ndim or value.shape[0] == 0:
-                raise ValueError(f"{name} must be a non-empty {shape} tensor for match={self.match!r}, got {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name} must be a non-empty {shape} tensor for match={self.match!r}, got {tuple(value.shape)}"
+                )
             if source is None:
                 source = torch.full((value.shape[0],), NO_SOURCE, dtype=torch.long)
             if tuple(source.shape) != (value.shape[0],):
-                raise ValueError(f"{source_name} must have one entry per prototype ({value.shape[0]}), got {tuple(source.shape)}")
+                raise ValueError(
+                    f"{source_name} must have one entry per prototype ({value.shape[0]}), got {tuple(source.shape)}"
+                )
             current = getattr(self, name)
             setattr(self, name, value.detach().to(device=current.device, dtype=torch.float32).clone())
             setattr(self, source_name, source.detach().to(device=current.device, dtype=torch.long).clone())
@@ -343,10 +386,14 @@ class PrototypeBank(nn.Module):
         prototypes that came from that image are skipped (leave-self-out, see the module docstring).
         """
         if not self.is_fitted:
-            raise RuntimeError("PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
-                               "set_prototypes) before training/inference with use_mp=True")
-        return [self._residual(scale, f, p, excluded_prototypes(exclude, s))
-                for scale, (f, p, s) in enumerate(zip(features, self.prototypes(), self.sources(), strict=True), start=1)]
+            raise RuntimeError(
+                "PrototypeBank has no prototypes yet: run the PrototypeCallback (or call "
+                "set_prototypes) before training/inference with use_mp=True"
+            )
+        return [
+            self._residual(scale, f, p, excluded_prototypes(exclude, s))
+            for scale, (f, p, s) in enumerate(zip(features, self.prototypes(), self.sources(), strict=True), start=1)
+        ]
 
     def _residual(self, scale: int, features: Tensor, prototypes: Tensor, forbidden: Tensor | None) -> Tensor:
         if self.match == "image":
@@ -372,7 +419,9 @@ class PrototypeBank(nn.Module):
         """Search radius at ``scale`` (1 = layer1): ``window`` layer1 cells, the same image distance at coarser scales."""
         return math.ceil(self.window / 2 ** (scale - 1))
 
-    def _location_residual(self, features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None, radius: int = 0) -> Tensor:
+    def _location_residual(
+        self, features: Tensor, prototypes: Tensor, forbidden: Tensor | None = None, radius: int = 0
+    ) -> Tensor:
         """|F(x) - P_k(x)| with k the prototype nearest to F at x, chosen per location x.
 
         With ``window`` > 0: among the ``candidates`` whole maps nearest to F, at any location
@@ -385,7 +434,9 @@ class PrototypeBank(nn.Module):
                 chosen = nearest_in_window(features.float(), prototypes[nearest], radius)
             return (features - chosen.to(features.dtype)).abs()
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-            nearest = nearest_prototype_per_location(features.float(), prototypes.float(), self._location_keys(prototypes), forbidden)
+            nearest = nearest_prototype_per_location(
+                features.float(), prototypes.float(), self._location_keys(prototypes), forbidden
+            )
         b, c, h, w = features.shape
         index = nearest.view(b, 1, h * w).expand(b, c, h * w)  # chosen[b, :, x] = prototypes[nearest[b, x], :, x]
         chosen = prototypes.flatten(2).gather(0, index).view(b, c, h, w)

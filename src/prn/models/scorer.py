@@ -24,7 +24,9 @@ def smooth_maps(maps: Tensor, sigma: float) -> Tensor:
     return gaussian_blur(maps, kernel_size=[2 * radius + 1] * 2, sigma=[float(sigma)] * 2)
 
 
-def anomaly_maps_and_scores(net: nn.Module, images: Tensor, top_k: int, map_sigma: float = 0.0) -> tuple[Tensor, Tensor]:
+def anomaly_maps_and_scores(
+    net: nn.Module, images: Tensor, top_k: int, map_sigma: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """Maps (blurred by ``map_sigma``; 0, the paper: not) and ``[B]`` scores = mean of their top-k pixels (paper Sec. 3.5)."""
     maps = smooth_maps(anomaly_maps(net, images), map_sigma)
     return maps, top_k_mean(maps, top_k)

@@ -85,7 +85,9 @@ def load_paper_tables(path: Path = PAPER_TABLES) -> dict[str, dict[str, Any]]:
         for row in spec["rows"]:
             for method, values in row["paper"].items():
                 if len(values) != len(spec["metrics"]):
-                    raise ValueError(f"{path}: {name} row {row['id']} method {method} has {len(values)} values for metrics {spec['metrics']}")
+                    raise ValueError(
+                        f"{path}: {name} row {row['id']} method {method} has {len(values)} values for metrics {spec['metrics']}"
+                    )
     return tables
 
 
@@ -100,14 +102,19 @@ def to_paper_units(metrics: dict[str, float], inference_seconds: float | None) -
 def collect_jobs(sweep_dir: Path) -> list[Job]:
     """Every job under ``sweep_dir`` that finished (wrote results.json); others are skipped."""
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"--sweep-dir {sweep_dir} does not exist: run the sweep first (make reproduce-tableN) or point at its folder")
+        raise FileNotFoundError(
+            f"--sweep-dir {sweep_dir} does not exist: run the sweep first (make reproduce-tableN) or point at its folder"
+        )
     jobs = []
     for results_file in sorted(sweep_dir.rglob("results.json")):
         result = json.loads(results_file.read_text())
         config = _job_config(results_file.parent, result)
         values = to_paper_units(result.get("metrics", {}), result.get("inference_seconds_per_image"))
         seed = config_value(config, "seed")
-        per_defect = {name: to_paper_units(entry.get("metrics", {}), None) for name, entry in (result.get("per_defect") or {}).items()}
+        per_defect = {
+            name: to_paper_units(entry.get("metrics", {}), None)
+            for name, entry in (result.get("per_defect") or {}).items()
+        }
         jobs.append(Job(results_file.parent, config, values, result.get("seed") if seed is None else seed, per_defect))
     return jobs
 
@@ -118,7 +125,9 @@ def _job_config(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
         return result["config"]
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: results.json without config.yaml; cannot tell which table cell this job is")
+        raise FileNotFoundError(
+            f"{run_dir}: results.json without config.yaml; cannot tell which table cell this job is"
+        )
     return OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
 
 
@@ -146,7 +155,11 @@ def matches(config: dict[str, Any], match: dict[str, Any]) -> bool:
 
 def build_rows(spec: dict[str, Any], jobs: list[Job]) -> list[Row]:
     """Paper rows filled with our jobs, rows for unmatched jobs after them, then the mean row."""
-    rows = [Row(r["id"], r.get("label", r["id"]), r["paper"], r.get("expected", 1)) for r in spec["rows"] if not r.get("mean_of_rows")]
+    rows = [
+        Row(r["id"], r.get("label", r["id"]), r["paper"], r.get("expected", 1))
+        for r in spec["rows"]
+        if not r.get("mean_of_rows")
+    ]
     match_of = {r["id"]: r["match"] for r in spec["rows"] if not r.get("mean_of_rows")}
     keys = sorted({key for match in match_of.values() for key in match})
     for job in jobs:
@@ -207,7 +220,9 @@ def _mean_row(mean_spec: dict[str, Any], rows: list[Row], metrics: list[str], ex
     filled = [row for row in rows if row.ours]
     mean = Row(mean_spec["id"], mean_spec.get("label", "mean"), mean_spec["paper"], expected=expected)
     seeds = sorted({seed for row in filled for seed in row.per_seed}, key=str)
-    mean.per_seed = {seed: _mean_values([row.per_seed[seed] for row in filled if seed in row.per_seed], metrics) for seed in seeds}
+    mean.per_seed = {
+        seed: _mean_values([row.per_seed[seed] for row in filled if seed in row.per_seed], metrics) for seed in seeds
+    }
     mean.summarise()
     mean.jobs = [job for row in filled for job in row.jobs]
     return mean
@@ -280,15 +295,16 @@ def _schedule_sentence(jobs: list[Job]) -> str | None:
     if not other:
         return None
     described = "; ".join(", ".join(f"{key}={value}" for key, value in schedule.items()) for schedule in other)
-    return (f"**Schedule: {described}, not the paper's 700 epochs of batch 64.** "
-            "Δ compares unequal training.")
+    return f"**Schedule: {described}, not the paper's 700 epochs of batch 64.** Δ compares unequal training."
 
 
 def _seeds_sentence(seeds: list[Any]) -> str:
     if len(seeds) <= 1:
         return f"Seeds: {seeds[0] if seeds else '–'} (one seed per cell: no spread measured)."
-    return (f"Seeds: {', '.join(map(str, seeds))}. Each cell is the mean ± sample standard deviation over the "
-            f"{len(seeds)} seeds of the row's per-seed value (the mean over its jobs of that seed).")
+    return (
+        f"Seeds: {', '.join(map(str, seeds))}. Each cell is the mean ± sample standard deviation over the "
+        f"{len(seeds)} seeds of the row's per-seed value (the mean over its jobs of that seed)."
+    )
 
 
 def _other_methods(spec: dict[str, Any], rows: list[Row]) -> list[str]:
@@ -310,8 +326,10 @@ def write_csv(path: Path, spec: dict[str, Any], rows: list[Row], smoke: bool) ->
     metrics = spec["metrics"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "label", "jobs", "expected", "seeds", "smoke"]
-                        + [f"{m}_{part}" for m in metrics for part in ("ours", "std", "paper", "diff")])
+        writer.writerow(
+            ["row", "label", "jobs", "expected", "seeds", "smoke"]
+            + [f"{m}_{part}" for m in metrics for part in ("ours", "std", "paper", "diff")]
+        )
         for row in rows:
             line: list[Any] = [row.id, row.label, len(row.jobs), row.expected, len(row.per_seed), smoke]
             for index, metric in enumerate(metrics):
@@ -348,7 +366,10 @@ def per_defect_rows(rows: list[Row], metrics: list[str]) -> list[DefectRow]:
                 found.setdefault((row.label, job.category, defect_type), {}).setdefault(job.seed, []).append(values)
     out = []
     for (label, category, defect_type), by_seed in found.items():
-        per_seed = {seed: _mean_values(value_sets, wanted) for seed, value_sets in sorted(by_seed.items(), key=lambda item: str(item[0]))}
+        per_seed = {
+            seed: _mean_values(value_sets, wanted)
+            for seed, value_sets in sorted(by_seed.items(), key=lambda item: str(item[0]))
+        }
         defect_row = DefectRow(label, category, defect_type, per_seed)
         defect_row.ours, defect_row.spread = over_seeds(per_seed)
         out.append(defect_row)
@@ -359,12 +380,23 @@ def _per_defect_markdown(defect_rows: list[DefectRow], metrics: list[str]) -> li
     wanted = [metric for metric in metrics if metric not in SECONDS_METRICS]
     if not defect_rows or not wanted:
         return []
-    lines = ["", "Per defect type (ours only; the paper reports none): each defect type's images against all good test images, "
-             "mean ± std over seeds where there are several.", ""]
-    lines += ["| row | category | defect type | seeds | " + " | ".join(METRIC_SHORT[m] for m in wanted) + " |", "|" + "---|" * (4 + len(wanted))]
+    lines = [
+        "",
+        "Per defect type (ours only; the paper reports none): each defect type's images against all good test images, "
+        "mean ± std over seeds where there are several.",
+        "",
+    ]
+    lines += [
+        "| row | category | defect type | seeds | " + " | ".join(METRIC_SHORT[m] for m in wanted) + " |",
+        "|" + "---|" * (4 + len(wanted)),
+    ]
     for item in defect_rows:
         cells = [_fmt(metric, item.ours.get(metric), item.spread.get(metric)) for metric in wanted]
-        lines.append(f"| {item.row_label} | {item.category} | {item.defect_type} | {len(item.per_seed)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {item.row_label} | {item.category} | {item.defect_type} | {len(item.per_seed)} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return lines
 
 
@@ -373,10 +405,19 @@ def write_per_defect_csv(path: Path, spec: dict[str, Any], rows: list[Row]) -> N
     wanted = [metric for metric in spec["metrics"] if metric not in SECONDS_METRICS]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "category", "defect_type", "seeds"] + [f"{m}_{part}" for m in wanted for part in ("ours", "std")])
+        writer.writerow(
+            ["row", "category", "defect_type", "seeds"] + [f"{m}_{part}" for m in wanted for part in ("ours", "std")]
+        )
         for item in per_defect_rows(rows, spec["metrics"]):
-            values = [item.ours.get(metric) if part == "ours" else item.spread.get(metric) for metric in wanted for part in ("ours", "std")]
-            writer.writerow([item.row_label, item.category, item.defect_type, len(item.per_seed)] + ["" if v is None else round(v, 4) for v in values])
+            values = [
+                item.ours.get(metric) if part == "ours" else item.spread.get(metric)
+                for metric in wanted
+                for part in ("ours", "std")
+            ]
+            writer.writerow(
+                [item.row_label, item.category, item.defect_type, len(item.per_seed)]
+                + ["" if v is None else round(v, 4) for v in values]
+            )
 
 
 def is_smoke(jobs: list[Job]) -> bool:
@@ -384,7 +425,13 @@ def is_smoke(jobs: list[Job]) -> bool:
     return any(config_value(job.config, "dataset.name") == "synthetic" for job in jobs)
 
 
-def aggregate(table: str, sweep_dir: Path, out_dir: Path | None = None, paper_tables: Path = PAPER_TABLES, smoke: bool | None = None) -> tuple[Path, Path]:
+def aggregate(
+    table: str,
+    sweep_dir: Path,
+    out_dir: Path | None = None,
+    paper_tables: Path = PAPER_TABLES,
+    smoke: bool | None = None,
+) -> tuple[Path, Path]:
     """Write ``<table>.md``, ``<table>.csv`` and ``<table>_per_defect.csv`` for a sweep; returns the first two."""
     tables = load_paper_tables(paper_tables)
     if table not in tables:
@@ -406,9 +453,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="table1 ... table8")
     parser.add_argument("--sweep-dir", required=True, type=Path, help="the Hydra sweep folder of that table's multirun")
-    parser.add_argument("--out-dir", type=Path, default=None, help="where to write <table>.md/.csv (default: the sweep folder)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="where to write <table>.md/.csv (default: the sweep folder)"
+    )
     parser.add_argument("--paper-tables", type=Path, default=PAPER_TABLES)
-    parser.add_argument("--smoke", action="store_true", default=None, help="label the output a smoke run (default: detected from the jobs)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        default=None,
+        help="label the output a smoke run (default: detected from the jobs)",
+    )
     args = parser.parse_args(argv)
     markdown, table_csv = aggregate(args.table, args.sweep_dir, args.out_dir, args.paper_tables, args.smoke)
     print(markdown.read_text())

@@ -98,8 +98,12 @@ def score_examples(module: Any, dataset: Any, paths: Iterable[str], batch_size: 
             for item, anomaly_map, score in zip(items, maps.float().cpu().numpy(), scores.float().cpu().tolist()):
                 mask = item.get("mask")
                 examples[str(item["path"])] = Example(
-                    path=str(item["path"]), defect_type=str(item["defect_type"]), label=int(item["label"]), score=float(score),
-                    image=_uint8_image(item["image"]), anomaly_map=anomaly_map[0].astype(np.float32),
+                    path=str(item["path"]),
+                    defect_type=str(item["defect_type"]),
+                    label=int(item["label"]),
+                    score=float(score),
+                    image=_uint8_image(item["image"]),
+                    anomaly_map=anomaly_map[0].astype(np.float32),
                     mask=None if mask is None else mask.numpy()[0] > 0.5,
                 )
     finally:
@@ -154,7 +158,11 @@ def strip_jpeg(panels: Sequence[np.ndarray], quality: int = 88) -> bytes:
 
 def _at_most(image: Image.Image, side: int) -> Image.Image:
     scale = side / max(image.size)
-    return image if scale >= 1 else image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    return (
+        image
+        if scale >= 1
+        else image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    )
 
 
 def colour_bar_png(width: int = 256, height: int = 14) -> bytes:

@@ -66,7 +66,11 @@ def _curve_groups(scores: np.ndarray, labels: np.ndarray, defect_types: np.ndarr
 
 def curves_figure(scores: Sequence[float], labels: Sequence[int], defect_types: Sequence[str]) -> bytes:
     """ROC (left) and precision-recall (right) of the image scores: all images, and each defect type against the good ones."""
-    scores, labels, defect_types = np.asarray(scores, dtype=np.float64), np.asarray(labels), np.asarray(defect_types, dtype=object)
+    scores, labels, defect_types = (
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(labels),
+        np.asarray(defect_types, dtype=object),
+    )
     figure = Figure(figsize=(FIGURE_SIZE[0] * 2, FIGURE_SIZE[1]))
     roc_axes, pr_axes = figure.subplots(1, 2)
     for name, members in _curve_groups(scores, labels, defect_types):
@@ -75,12 +79,25 @@ def curves_figure(scores: Sequence[float], labels: Sequence[int], defect_types: 
         recall, precision = pr_points(scores[members], labels[members])
         auroc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
         average_precision = float(np.sum(np.diff(recall) * precision[1:]))
-        roc_axes.plot(fpr, tpr, linewidth=width, label=f"{name}  AUROC {100 * auroc:.1f}")  # straight: ties are trapezoids
+        roc_axes.plot(
+            fpr, tpr, linewidth=width, label=f"{name}  AUROC {100 * auroc:.1f}"
+        )  # straight: ties are trapezoids
         pr_axes.step(recall, precision, where="pre", linewidth=width, label=f"{name}  AP {100 * average_precision:.1f}")
     roc_axes.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1)
-    roc_axes.set(xlabel="false-positive rate (good images flagged)", ylabel="true-positive rate (anomalies found)",
-                 title="ROC, image scores", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
-    pr_axes.set(xlabel="recall", ylabel="precision", title="precision-recall, image scores", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    roc_axes.set(
+        xlabel="false-positive rate (good images flagged)",
+        ylabel="true-positive rate (anomalies found)",
+        title="ROC, image scores",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
+    pr_axes.set(
+        xlabel="recall",
+        ylabel="precision",
+        title="precision-recall, image scores",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
     for axes in (roc_axes, pr_axes):
         axes.legend(loc="lower right" if axes is roc_axes else "lower left", fontsize="small")
         axes.grid(alpha=0.3)
@@ -91,17 +108,27 @@ def _draw_threshold(axes, threshold: float | None) -> None:
     """The threshold as a dashed line (when there is one); few score ticks, so close scores stay legible."""
     axes.xaxis.set_major_locator(MaxNLocator(nbins=6))
     if threshold is not None:
-        axes.axvline(threshold, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.5, label=f"threshold {threshold:.4g}")
+        axes.axvline(
+            threshold, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.5, label=f"threshold {threshold:.4g}"
+        )
 
 
 def histogram_figure(scores: Sequence[float], labels: Sequence[int], threshold: float | None, caption: str) -> bytes:
     """Histograms of good and anomalous image scores on shared bins, the threshold as a dashed line when there is one."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    bins = np.histogram_bin_edges(np.append(scores, [] if threshold is None else [threshold]), bins=min(40, max(10, scores.size // 3)))
+    bins = np.histogram_bin_edges(
+        np.append(scores, [] if threshold is None else [threshold]), bins=min(40, max(10, scores.size // 3))
+    )
     figure = Figure(figsize=FIGURE_SIZE)
     axes = figure.subplots()
     axes.hist(scores[labels == 0], bins=bins, alpha=0.65, color=GOOD_COLOUR, label=f"good ({int(np.sum(labels == 0))})")
-    axes.hist(scores[labels == 1], bins=bins, alpha=0.65, color=ANOMALOUS_COLOUR, label=f"anomalous ({int(np.sum(labels == 1))})")
+    axes.hist(
+        scores[labels == 1],
+        bins=bins,
+        alpha=0.65,
+        color=ANOMALOUS_COLOUR,
+        label=f"anomalous ({int(np.sum(labels == 1))})",
+    )
     _draw_threshold(axes, threshold)
     axes.set(xlabel="image score (mean of the top-k map values)", ylabel="test images", title=caption)
     axes.legend(fontsize="small")
@@ -109,9 +136,15 @@ def histogram_figure(scores: Sequence[float], labels: Sequence[int], threshold: 
     return _png(figure)
 
 
-def scores_by_type_figure(scores: Sequence[float], labels: Sequence[int], defect_types: Sequence[str], threshold: float | None) -> bytes:
+def scores_by_type_figure(
+    scores: Sequence[float], labels: Sequence[int], defect_types: Sequence[str], threshold: float | None
+) -> bytes:
     """Every test image as a dot on its defect type's line (good first): how far each type lies from the good images."""
-    scores, labels, defect_types = np.asarray(scores, dtype=np.float64), np.asarray(labels), np.asarray(defect_types, dtype=object)
+    scores, labels, defect_types = (
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(labels),
+        np.asarray(defect_types, dtype=object),
+    )
     names = _type_order(labels, defect_types)
     figure = Figure(figsize=(FIGURE_SIZE[0], max(2.0, 0.45 * len(names) + 1.2)))
     axes = figure.subplots()
@@ -130,11 +163,10 @@ def scores_by_type_figure(scores: Sequence[float], labels: Sequence[int], defect
 
 
 def _type_order(labels: np.ndarray, defect_types: np.ndarray) -> dict[str, np.ndarray]:
-    """"good" (every label-0 image) first, then the defect types alphabetically."""
+    """ "good" (every label-0 image) first, then the defect types alphabetically."""
     order: dict[str, np.ndarray] = {}
     if np.any(labels == 0):
         order["good"] = labels == 0
     for name in sorted(set(defect_types[labels == 1])):
         order[str(name)] = (labels == 1) & (defect_types == name)
     return order
-

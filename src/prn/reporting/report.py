@@ -30,7 +30,15 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
-from prn.reporting.examples import Example, Selection, colour_bar_png, example_panels, score_examples, select_examples, strip_jpeg
+from prn.reporting.examples import (
+    Example,
+    Selection,
+    colour_bar_png,
+    example_panels,
+    score_examples,
+    select_examples,
+    strip_jpeg,
+)
 from prn.reporting.figures import curves_figure, histogram_figure, scores_by_type_figure
 from prn.utils.io import write_text_atomically
 from prn.utils.results import METRIC_LABELS
@@ -64,8 +72,13 @@ def threshold_of(result: dict[str, Any]) -> Threshold | None:
     """The run's threshold from ``results.json``: the one its ``at_threshold`` block used, else the calibrated one."""
     calibration = result.get("calibration") or None
     used = (result.get("at_threshold") or {}).get("image_threshold")
-    calibrated = None if calibration is None else Threshold(
-        float(calibration["image_threshold"]), _calibration_source(calibration), calibration.get("pixel_threshold"))
+    calibrated = (
+        None
+        if calibration is None
+        else Threshold(
+            float(calibration["image_threshold"]), _calibration_source(calibration), calibration.get("pixel_threshold")
+        )
+    )
     if used is None:
         return calibrated
     if calibrated is not None and np.isclose(float(used), calibrated.image):
@@ -111,7 +124,9 @@ class RunReport(L.Callback):
             self.content.images_missing = "the run's test set keeps no file records to read the images back from"
         else:
             try:
-                self.content.examples = score_examples(pl_module, dataset, [rows[i]["path"] for i in selection.indices()])
+                self.content.examples = score_examples(
+                    pl_module, dataset, [rows[i]["path"] for i in selection.indices()]
+                )
             except Exception as error:  # noqa: BLE001 - the report must not cost the run its results.json
                 log.exception("report.html: the example images could not be scored again")
                 self.content.images_missing = f"scoring them again failed ({error!r}; see the run's log)"
@@ -162,16 +177,25 @@ def render_figures(result: dict[str, Any], content: Content) -> None:
     defect_types = np.array([str(row["defect_type"]) for row in rows], dtype=object)
     if rows:
         caption = "good and anomalous test images" + ("" if threshold else " (no threshold: no normals held out)")
-        content.charts["histogram"] = histogram_figure(scores, labels, None if threshold is None else threshold.image, caption)
-        content.charts["scores_by_type"] = scores_by_type_figure(scores, labels, defect_types, None if threshold is None else threshold.image)
+        content.charts["histogram"] = histogram_figure(
+            scores, labels, None if threshold is None else threshold.image, caption
+        )
+        content.charts["scores_by_type"] = scores_by_type_figure(
+            scores, labels, defect_types, None if threshold is None else threshold.image
+        )
     if np.any(labels == 0) and np.any(labels == 1):
         content.charts["curves"] = curves_figure(scores, labels, defect_types)
     pixel = None if threshold is None else threshold.pixel
-    sections = {"false_positives": content.selection.false_positives, "false_negatives": content.selection.false_negatives}
+    sections = {
+        "false_positives": content.selection.false_positives,
+        "false_negatives": content.selection.false_negatives,
+    }
     sections.update({f"type:{name}": indices for name, indices in content.selection.by_type.items()})
     for section, indices in sections.items():
         shown = [content.examples[rows[i]["path"]] for i in indices if rows[i]["path"] in content.examples]
-        content.strips[section] = [(_caption(example, threshold), strip_jpeg(example_panels(example, pixel))) for example in shown]
+        content.strips[section] = [
+            (_caption(example, threshold), strip_jpeg(example_panels(example, pixel))) for example in shown
+        ]
 
 
 def _caption(example: Example, threshold: Threshold | None) -> str:
@@ -180,7 +204,12 @@ def _caption(example: Example, threshold: Threshold | None) -> str:
     if threshold is None:
         return text
     flagged = example.score >= threshold.image
-    verdict = {(0, False): "OK (true negative)", (0, True): "NG: false positive", (1, True): "NG (found)", (1, False): "OK: false negative (missed)"}
+    verdict = {
+        (0, False): "OK (true negative)",
+        (0, True): "NG: false positive",
+        (1, True): "NG (found)",
+        (1, False): "OK: false negative (missed)",
+    }
     return f"{text} · {verdict[(example.label, flagged)]}"
 
 
@@ -217,13 +246,20 @@ def render_report(result: dict[str, Any], content: Content) -> str:
     threshold = threshold_of(result)
     title = f"PRN · {result.get('dataset', '?')} / {result.get('category', '?')}"
     parts = [
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>", _meta(result), *(f'<div class="note">{html.escape(str(note))}</div>' for note in result.get("notes", [])),
-        "<h2>Metrics</h2>", _metrics_table(result),
-        "<h2>Threshold</h2>", _threshold_section(result, threshold),
-        "<h2>Image scores</h2>", _charts(content, ("histogram", "scores_by_type")),
-        "<h2>ROC and precision-recall (image level)</h2>", _charts(content, ("curves",)),
+        f"<h1>{html.escape(title)}</h1>",
+        _meta(result),
+        *(f'<div class="note">{html.escape(str(note))}</div>' for note in result.get("notes", [])),
+        "<h2>Metrics</h2>",
+        _metrics_table(result),
+        "<h2>Threshold</h2>",
+        _threshold_section(result, threshold),
+        "<h2>Image scores</h2>",
+        _charts(content, ("histogram", "scores_by_type")),
+        "<h2>ROC and precision-recall (image level)</h2>",
+        _charts(content, ("curves",)),
         _strip_sections(content, threshold),
         "</body></html>",
     ]
@@ -233,11 +269,23 @@ def render_report(result: dict[str, Any], content: Content) -> str:
 def _meta(result: dict[str, Any]) -> str:
     split = (result.get("split") or {}).get("counts") or {}
     facts = [
-        ("command", result.get("command")), ("seed", result.get("seed")), ("commit", result.get("git_commit")),
-        ("checkpoint", result.get("checkpoint")), ("encoder", result.get("encoder_weights")),
-        ("test images", f"{split.get('test_good', '?')} good + {split.get('test_anomalous', '?')} anomalous" if split else None),
-        ("seen anomalies", split.get("seen_anomalies")), ("held-out normals", split.get("val_normal")),
-        ("inference", None if result.get("inference_seconds_per_image") is None else f"{1000 * result['inference_seconds_per_image']:.1f} ms/image"),
+        ("command", result.get("command")),
+        ("seed", result.get("seed")),
+        ("commit", result.get("git_commit")),
+        ("checkpoint", result.get("checkpoint")),
+        ("encoder", result.get("encoder_weights")),
+        (
+            "test images",
+            f"{split.get('test_good', '?')} good + {split.get('test_anomalous', '?')} anomalous" if split else None,
+        ),
+        ("seen anomalies", split.get("seen_anomalies")),
+        ("held-out normals", split.get("val_normal")),
+        (
+            "inference",
+            None
+            if result.get("inference_seconds_per_image") is None
+            else f"{1000 * result['inference_seconds_per_image']:.1f} ms/image",
+        ),
         ("written", datetime.datetime.now().isoformat(timespec="seconds")),
     ]
     cells = " · ".join(f"{name}: <code>{html.escape(str(value))}</code>" for name, value in facts if value is not None)
@@ -248,8 +296,14 @@ def _metrics_table(result: dict[str, Any]) -> str:
     metrics = result.get("metrics") or {}
     per_defect = result.get("per_defect") or {}
     recall = ((result.get("at_threshold") or {}).get("recall_per_defect_type")) or {}
-    keys = [key for key in METRIC_LABELS if key in metrics or any(key in entry.get("metrics", {}) for entry in per_defect.values())]
-    header = "".join(f"<th>{html.escape(METRIC_LABELS[key])}</th>" for key in keys) + ("<th>recall at threshold</th>" if recall else "")
+    keys = [
+        key
+        for key in METRIC_LABELS
+        if key in metrics or any(key in entry.get("metrics", {}) for entry in per_defect.values())
+    ]
+    header = "".join(f"<th>{html.escape(METRIC_LABELS[key])}</th>" for key in keys) + (
+        "<th>recall at threshold</th>" if recall else ""
+    )
     counts = ((result.get("split") or {}).get("counts")) or {}
     lines = [f"<table><thead><tr><th>defect type</th><th>images</th>{header}</tr></thead><tbody>"]
     overall = "".join(f"<td>{_pct(metrics.get(key))}</td>" for key in keys)
@@ -260,8 +314,10 @@ def _metrics_table(result: dict[str, Any]) -> str:
         recall_cell = f"<td>{_pct((recall.get(name) or {}).get('recall'))}</td>" if recall else ""
         lines.append(f"<tr><td>{html.escape(name)}</td><td>{entry.get('images', '')}</td>{cells}{recall_cell}</tr>")
     lines.append("</tbody></table>")
-    explained = ("Metrics in %. A defect type's row is measured on the good test images plus that type's images; "
-                 "the images column counts the type's anomalous images (all: every test image).")
+    explained = (
+        "Metrics in %. A defect type's row is measured on the good test images plus that type's images; "
+        "the images column counts the type's anomalous images (all: every test image)."
+    )
     if not per_defect:
         explained = "Metrics in %. No per-defect-type metrics: the test set carried no defect types."
     return "\n".join(lines) + f'<p class="meta">{explained}</p>'
@@ -269,12 +325,18 @@ def _metrics_table(result: dict[str, Any]) -> str:
 
 def _threshold_section(result: dict[str, Any], threshold: Threshold | None) -> str:
     if threshold is None:
-        return ('<p class="nothreshold"><strong>No threshold.</strong> This run held out no normal images '
-                "(<code>val_normals=0</code>), so no OK/NG threshold could be fitted without looking at the test set. "
-                "The histograms show the score distributions only, and the images below are the highest-scoring good "
-                "and lowest-scoring anomalous test images, not decisions. Train with <code>val_normals=</code> "
-                "(a fraction or a count of the normal images) to calibrate one.</p>")
-    pixel = "" if threshold.pixel is None else f"; pixel threshold <code>{threshold.pixel:.4g}</code> (outlined in white on the overlays)"
+        return (
+            '<p class="nothreshold"><strong>No threshold.</strong> This run held out no normal images '
+            "(<code>val_normals=0</code>), so no OK/NG threshold could be fitted without looking at the test set. "
+            "The histograms show the score distributions only, and the images below are the highest-scoring good "
+            "and lowest-scoring anomalous test images, not decisions. Train with <code>val_normals=</code> "
+            "(a fraction or a count of the normal images) to calibrate one.</p>"
+        )
+    pixel = (
+        ""
+        if threshold.pixel is None
+        else f"; pixel threshold <code>{threshold.pixel:.4g}</code> (outlined in white on the overlays)"
+    )
     lines = [f"<p>Image threshold <code>{threshold.image:.4g}</code>, {html.escape(threshold.source)}{pixel}.</p>"]
     at_threshold = result.get("at_threshold")
     if at_threshold:
@@ -289,10 +351,12 @@ def _at_threshold_table(at_threshold: dict[str, Any]) -> str:
         ("anomalous images", confusion.get("false_negatives"), confusion.get("true_positives")),
     ]
     body = "".join(f"<tr><td>{name}</td><td>{ok}</td><td>{ng}</td></tr>" for name, ok, ng in rows)
-    return (f"<table><thead><tr><th>test images at the threshold</th><th>OK (score below)</th><th>NG (score at or above)</th></tr></thead>"
-            f"<tbody>{body}</tbody></table>"
-            f"<p>False-positive rate on good test images: <strong>{_pct(at_threshold.get('false_positive_rate_on_good'))} %</strong>; "
-            f"recall on anomalous ones: <strong>{_pct(at_threshold.get('recall'))} %</strong> (per defect type in the metrics table).</p>")
+    return (
+        f"<table><thead><tr><th>test images at the threshold</th><th>OK (score below)</th><th>NG (score at or above)</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+        f"<p>False-positive rate on good test images: <strong>{_pct(at_threshold.get('false_positive_rate_on_good'))} %</strong>; "
+        f"recall on anomalous ones: <strong>{_pct(at_threshold.get('recall'))} %</strong> (per defect type in the metrics table).</p>"
+    )
 
 
 def _charts(content: Content, names: Sequence[str]) -> str:
@@ -306,22 +370,39 @@ def _strip_sections(content: Content, threshold: Threshold | None) -> str:
     if not content.examples:
         reason = content.images_missing or "the test set is empty"
         return f'<h2>Images</h2><p class="meta">No example images: {html.escape(reason)}.</p>'
-    legend = (f'<div class="columns"><span>columns: image | anomaly map | overlay | ground truth</span>'
-              f'<span>map scale 0 {_img(colour_bar_png(), "png", "colour scale")} 1</span></div>')
+    legend = (
+        f'<div class="columns"><span>columns: image | anomaly map | overlay | ground truth</span>'
+        f"<span>map scale 0 {_img(colour_bar_png(), 'png', 'colour scale')} 1</span></div>"
+    )
     if threshold is None:
         fp_text = "Good test images with the highest scores (no threshold, so these are the first false positives any threshold would make)."
         fn_text = "Anomalous test images with the lowest scores (the first a threshold would miss)."
     else:
         fp_text = "Good test images with the highest scores; those at or above the threshold are false positives."
-        fn_text = "Anomalous test images with the lowest scores; those below the threshold are missed (false negatives)."
-    sections = [("Worst false positives", fp_text, "false_positives"), ("Worst false negatives", fn_text, "false_negatives")]
-    sections += [(f"Defect type: {key.removeprefix('type:')}", "The first images of this type by file name, not chosen by score.", key)
-                 for key in content.strips if key.startswith("type:")]
+        fn_text = (
+            "Anomalous test images with the lowest scores; those below the threshold are missed (false negatives)."
+        )
+    sections = [
+        ("Worst false positives", fp_text, "false_positives"),
+        ("Worst false negatives", fn_text, "false_negatives"),
+    ]
+    sections += [
+        (
+            f"Defect type: {key.removeprefix('type:')}",
+            "The first images of this type by file name, not chosen by score.",
+            key,
+        )
+        for key in content.strips
+        if key.startswith("type:")
+    ]
     out = []
     for title, text, key in sections:
         strips = content.strips.get(key) or []
         out.append(f'<h2>{html.escape(title)}</h2><p class="meta">{html.escape(text)}</p>{legend}<div class="strips">')
-        out.extend(f"<figure>{_img(jpeg, 'jpeg', caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, jpeg in strips)
+        out.extend(
+            f"<figure>{_img(jpeg, 'jpeg', caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            for caption, jpeg in strips
+        )
         out.append("</div>" if strips else '<p class="meta">none in this test set</p></div>')
     return "\n".join(out)
 
@@ -335,13 +416,20 @@ def log_to_wandb(run: Any, result: dict[str, Any], content: Content) -> None:
     from PIL import Image
 
     render_figures(result, content)
-    payload: dict[str, Any] = {f"report/{name}": wandb.Image(Image.open(io.BytesIO(png))) for name, png in content.charts.items()}
+    payload: dict[str, Any] = {
+        f"report/{name}": wandb.Image(Image.open(io.BytesIO(png))) for name, png in content.charts.items()
+    }
     for section, strips in content.strips.items():
         if strips:
-            payload[f"report/{section.replace(':', '/')}"] = [wandb.Image(Image.open(io.BytesIO(jpeg)), caption=caption) for caption, jpeg in strips]
+            payload[f"report/{section.replace(':', '/')}"] = [
+                wandb.Image(Image.open(io.BytesIO(jpeg)), caption=caption) for caption, jpeg in strips
+            ]
     per_defect = result.get("per_defect") or {}
     if per_defect:
         metric_keys = sorted({key for entry in per_defect.values() for key in entry.get("metrics", {})})
-        data = [[name, entry.get("images"), *(entry.get("metrics", {}).get(key) for key in metric_keys)] for name, entry in sorted(per_defect.items())]
+        data = [
+            [name, entry.get("images"), *(entry.get("metrics", {}).get(key) for key in metric_keys)]
+            for name, entry in sorted(per_defect.items())
+        ]
         payload["report/per_defect"] = wandb.Table(columns=["defect_type", "images", *metric_keys], data=data)
     run.log(payload)

@@ -36,7 +36,9 @@ PRECISIONS = {"torch": ("fp32",), "onnx": ("fp32",), "openvino": ("fp32", "fp16"
 ONNX_OPSET = 18
 
 
-def export_checkpoint(ckpt: Path, out: Path, format: str = "torch", max_batch: int = 1024, precision: str = "fp32") -> dict[str, Any]:
+def export_checkpoint(
+    ckpt: Path, out: Path, format: str = "torch", max_batch: int = 1024, precision: str = "fp32"
+) -> dict[str, Any]:
     """Write ``ckpt`` as ``format`` to ``out`` and return the metadata stored inside it."""
     check_export_options(out, format, precision)
     module = module_from_checkpoint(ckpt).eval()
@@ -60,14 +62,19 @@ def check_export_options(out: Path, format: str, precision: str) -> None:
     if format not in FORMAT_SUFFIX:
         raise ValueError(f"format={format!r} is not one of {list(FORMAT_SUFFIX)}")
     if precision not in PRECISIONS[format]:
-        raise ValueError(f"precision={precision!r} is not available for format={format}: use one of {list(PRECISIONS[format])}")
+        raise ValueError(
+            f"precision={precision!r} is not available for format={format}: use one of {list(PRECISIONS[format])}"
+        )
     if out.suffix.lower() != FORMAT_SUFFIX[format]:
-        raise ValueError(f"out={out} must end in {FORMAT_SUFFIX[format]} for format={format}: "
-                         "prn.deploy picks the runtime by the file suffix")
+        raise ValueError(
+            f"out={out} must end in {FORMAT_SUFFIX[format]} for format={format}: "
+            "prn.deploy picks the runtime by the file suffix"
+        )
 
 
-def export_metadata(module: PRNModule, ckpt: Path, image_size: tuple[int, int], format: str, precision: str,
-                    max_batch: int) -> dict[str, Any]:
+def export_metadata(
+    module: PRNModule, ckpt: Path, image_size: tuple[int, int], format: str, precision: str, max_batch: int
+) -> dict[str, Any]:
     """What the deployed model must know: its input contract, scoring, thresholds and where it came from."""
     height, width = image_size
     calibration = module.calibration
@@ -78,10 +85,18 @@ def export_metadata(module: PRNModule, ckpt: Path, image_size: tuple[int, int], 
         "image_size": [height, width],
         "top_k": module.hparams.top_k,
         "map_sigma": module.hparams.get("map_sigma", 0.0),
-        "input": {"name": "images", "shape": ["batch", 3, height, width], "dtype": "float32", "range": [0, 1],
-                  "channels": "RGB", "max_batch": max_batch},
-        "outputs": {"maps": "[batch, 1, H, W] anomaly probability in [0, 1], blurred by map_sigma pixels",
-                    "scores": "[batch] mean of the top-k map pixels"},
+        "input": {
+            "name": "images",
+            "shape": ["batch", 3, height, width],
+            "dtype": "float32",
+            "range": [0, 1],
+            "channels": "RGB",
+            "max_batch": max_batch,
+        },
+        "outputs": {
+            "maps": "[batch, 1, H, W] anomaly probability in [0, 1], blurred by map_sigma pixels",
+            "scores": "[batch] mean of the top-k map pixels",
+        },
         "preprocessing": {
             "decode": "Pillow; any mode to 8-bit RGB (16-bit gray rescaled to 0..255)",
             "resize": f"Pillow bilinear (antialiased when shrinking) to {height}x{width} (h x w)",
@@ -90,8 +105,11 @@ def export_metadata(module: PRNModule, ckpt: Path, image_size: tuple[int, int], 
         },
         "calibration": None if calibration is None else calibration.to_dict(),
         "training": training_summary(module, ckpt),
-        "exported": {"prn": prn.__version__, "torch": torch.__version__,
-                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "exported": {
+            "prn": prn.__version__,
+            "torch": torch.__version__,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
     }
 
 
@@ -107,7 +125,11 @@ def training_summary(module: PRNModule, ckpt: Path) -> dict[str, Any]:
         "seen_anomalies": data.get("num_seen_anomalies"),
         "seed": data.get("seed"),
         "steps": saved.get("global_step"),
-        "network": {key: value for key, value in module.hparams.net_config.items() if key not in ("encoder_weights", "allow_random_fallback")},
+        "network": {
+            key: value
+            for key, value in module.hparams.net_config.items()
+            if key not in ("encoder_weights", "allow_random_fallback")
+        },
         "encoder_weights": module.net.encoder.weights_report,
         "prototypes": None if bank is None else [list(p.shape) for p in bank.prototypes()],
     }
@@ -117,7 +139,9 @@ def training_summary(module: PRNModule, ckpt: Path) -> dict[str, Any]:
     return summary
 
 
-def _write_torch(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]) -> None:
+def _write_torch(
+    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
+) -> None:
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     program = torch.export.export(scorer, (example,), dynamic_shapes={"images": {0: batch}})
     torch.export.save(program, out, extra_files={METADATA_FILE: json.dumps(metadata, default=str)})
@@ -126,17 +150,29 @@ def _write_torch(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, o
 def _onnx_program(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int) -> Any:
     """The dynamo ONNX export with a dynamic batch axis, inputs ``images``, outputs ``maps`` and ``scores``."""
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    return torch.onnx.export(scorer, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
-                             output_names=["maps", "scores"], dynamic_shapes={"images": {0: batch}}, verbose=False)
+    return torch.onnx.export(
+        scorer,
+        (example,),
+        dynamo=True,
+        opset_version=ONNX_OPSET,
+        input_names=["images"],
+        output_names=["maps", "scores"],
+        dynamic_shapes={"images": {0: batch}},
+        verbose=False,
+    )
 
 
-def _write_onnx(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]) -> None:
+def _write_onnx(
+    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
+) -> None:
     program = _onnx_program(scorer, example, max_batch)
     program.model.metadata_props[METADATA_KEY] = json.dumps(metadata, default=str)
     program.save(out, external_data=False)
 
 
-def _write_openvino(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]) -> None:
+def _write_openvino(
+    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
+) -> None:
     import openvino
 
     with tempfile.TemporaryDirectory() as folder:

@@ -27,7 +27,9 @@ LABEL_HEIGHT = 18
 GAP = 8
 
 
-def generated_samples(train_set: ComposedTrainingSet, plans: list[SlotPlan], count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+def generated_samples(
+    train_set: ComposedTrainingSet, plans: list[SlotPlan], count: int
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
     """``(label, image uint8, mask float, target area)`` for the first ``count`` non-normal slots."""
     samples = []
     for name, index, seed in _round_robin_by_source(plans):
@@ -62,8 +64,10 @@ def _generate_with_kind(train_set: ComposedTrainingSet, plan: SlotPlan) -> tuple
 
 def render_grid(samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]) -> Image.Image:
     """Tiles of (image, mask, outlines), two samples per row."""
-    tiles = [_sample_tile(f"#{i} {label}  mask {100 * float((mask > 0).mean()):.1f}%", image, mask, area)
-             for i, (label, image, mask, area) in enumerate(samples)]
+    tiles = [
+        _sample_tile(f"#{i} {label}  mask {100 * float((mask > 0).mean()):.1f}%", image, mask, area)
+        for i, (label, image, mask, area) in enumerate(samples)
+    ]
     rows = (len(tiles) + SAMPLES_PER_ROW - 1) // SAMPLES_PER_ROW
     width, height = tiles[0].size
     grid = Image.new("RGB", (SAMPLES_PER_ROW * width + (SAMPLES_PER_ROW - 1) * GAP, rows * height), "white")

@@ -53,5 +53,9 @@ def training_precision(precision: str | int, accelerator: str) -> str | int:
 def warn_if_bf16_is_emulated(precision: str | int, device: torch.device) -> None:
     """Log a warning when a CPU run asks for bf16 that this CPU can only emulate."""
     if device.type == "cpu" and str(precision).startswith("bf16") and not cpu_has_native_bf16():
-        log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX (%s): bf16 is emulated here and "
-                    "will not be faster; use trainer.precision=32-true", precision, cpu_bf16_support())
+        log.warning(
+            "trainer.precision=%s on a CPU without AVX512-BF16 or AMX (%s): bf16 is emulated here and "
+            "will not be faster; use trainer.precision=32-true",
+            precision,
+            cpu_bf16_support(),
+        )

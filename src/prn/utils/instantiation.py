@@ -13,7 +13,9 @@ CallbackT = TypeVar("CallbackT", bound=L.Callback)
 
 def instantiate_group(config: DictConfig | None) -> list[Any]:
     """Every entry of a group of named objects (``callbacks``, ``logger``) with a ``_target_``; null entries are switched off."""
-    return [hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry]
+    return [
+        hydra.utils.instantiate(entry) for entry in (config or {}).values() if entry is not None and "_target_" in entry
+    ]
 
 
 def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:

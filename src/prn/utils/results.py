@@ -32,8 +32,16 @@ def git_commit() -> str:
     """Commit of the source tree, with ``-dirty`` when it has uncommitted changes."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
@@ -41,7 +49,11 @@ def git_commit() -> str:
 
 def hardware() -> dict[str, Any]:
     """What the numbers were measured on."""
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
@@ -78,7 +90,10 @@ def per_defect_table(result: dict[str, Any]) -> str:
     if not per_defect:
         return ""
     keys = [k for k in METRIC_LABELS if any(k in row["metrics"] for row in per_defect.values())]
-    lines = ["| defect type | images | " + " | ".join(METRIC_LABELS[k] for k in keys) + " |", "|" + "---|" * (2 + len(keys))]
+    lines = [
+        "| defect type | images | " + " | ".join(METRIC_LABELS[k] for k in keys) + " |",
+        "|" + "---|" * (2 + len(keys)),
+    ]
     for name, row in per_defect.items():
         cells = [f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys]
         lines.append(f"| {name} | {row['images']} | " + " | ".join(cells) + " |")
@@ -112,7 +127,11 @@ def print_results(result: dict[str, Any]) -> None:
         for column in ("defect type", "images", *(METRIC_LABELS[k] for k in keys)):
             by_type.add_column(column, justify="left" if column == "defect type" else "right")
         for name, row in per_defect.items():
-            by_type.add_row(name, str(row["images"]), *(f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys))
+            by_type.add_row(
+                name,
+                str(row["images"]),
+                *(f"{100 * row['metrics'][k]:.1f}" if k in row["metrics"] else "–" for k in keys),
+            )
         console.print(by_type)
     decided = result.get("at_threshold")
     if decided is not None:
@@ -122,7 +141,10 @@ def print_results(result: dict[str, Any]) -> None:
             f"at image threshold {decided['image_threshold']:.4f}: FPR on good "
             f"{'–' if fpr is None else f'{100 * fpr:.1f}%'}, recall {'–' if recall is None else f'{100 * recall:.1f}%'} "
             f"(TP {counts['true_positives']}, FN {counts['false_negatives']}, TN {counts['true_negatives']}, FP {counts['false_positives']}); "
-            + ", ".join(f"{name} {100 * row['recall']:.0f}% of {row['images']}" for name, row in decided["recall_per_defect_type"].items())
+            + ", ".join(
+                f"{name} {100 * row['recall']:.0f}% of {row['images']}"
+                for name, row in decided["recall_per_defect_type"].items()
+            )
         )
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")

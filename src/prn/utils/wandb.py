@@ -88,7 +88,13 @@ def build_wandb_logger(
     """The W&B logger in the right mode, grouped by sweep unless ``group`` is given."""
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(
-        project=project, save_dir=save_dir, name=name, group=group or sweep_group(), tags=list(tags), mode=resolve_mode(mode), **kwargs
+        project=project,
+        save_dir=save_dir,
+        name=name,
+        group=group or sweep_group(),
+        tags=list(tags),
+        mode=resolve_mode(mode),
+        **kwargs,
     )
 
 
@@ -136,6 +142,8 @@ class WandbReportCallback(L.Callback):
             maps, scores = pl_module.predict_maps_and_scores(images)
         pictures = [
             wandb.Image(overlay(image, anomaly_map[0]), caption=f"score {float(score):.3f} label {int(label)}")
-            for image, anomaly_map, score, label in zip(_as_uint8_images(images), maps.float().cpu().numpy(), scores.cpu(), batch["label"][: self.num_images])
+            for image, anomaly_map, score, label in zip(
+                _as_uint8_images(images), maps.float().cpu().numpy(), scores.cpu(), batch["label"][: self.num_images]
+            )
         ]
         logger.experiment.log({"test/heatmaps": pictures})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generation_helpers import make_pool
 from PIL import Image
 
-from generation_helpers import make_pool
 from prn.data.types import TrainingPool
 
 

@@ -43,7 +43,9 @@ def make_pool(num_normals: int = 6, num_seen: int = 3, seed: int = 0) -> Trainin
     return TrainingPool(normals, seen_images, seen_masks, image_size=(SIZE, SIZE), category="disc")
 
 
-def dark_part_on_dark_background(count: int = 12, size: int = 256, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def dark_part_on_dark_background(
+    count: int = 12, size: int = 256, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A dark tread-striped part (phase and angle differ per image) on a dark blotchy table, and its true masks.
 
     Part and table share their mean colour and spread, so only texture tells them apart:
@@ -72,7 +74,11 @@ def frame_filling_texture(count: int = 12, size: int = 256, seed: int = 1) -> li
     cols = np.mgrid[:size, :size][1]
     images = []
     for _ in range(count):
-        grain = cv2.resize(rng.normal(128, 30, (size // 4, size // 4, 3)).clip(0, 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+        grain = cv2.resize(
+            rng.normal(128, 30, (size // 4, size // 4, 3)).clip(0, 255).astype(np.uint8),
+            (size, size),
+            interpolation=cv2.INTER_CUBIC,
+        )
         marks = (np.sin(cols * 0.7 + rng.uniform(0, 6)) * 20)[..., None]
         images.append((grain + marks + rng.normal(0, 8, grain.shape)).clip(0, 255).astype(np.uint8))
     return images

@@ -15,7 +15,7 @@ def _part_with_leads(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
     foreground = np.zeros((size, size), dtype=bool)
     foreground[20:50, 25:70] = True
     for column in (32, 46, 60):
-        foreground[50:85, column - 2:column + 2] = True
+        foreground[50:85, column - 2 : column + 2] = True
     image[foreground] = 220
     return image, foreground
 

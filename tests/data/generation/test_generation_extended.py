@@ -59,7 +59,9 @@ def test_tiny_target_area_is_still_hit_by_the_fallback_shift(generation_pool):
     foreground = np.zeros((64, 64), bool)
     foreground[2, 60] = True  # a single pixel far from every seen anomaly
     base = NormalImage(generation_pool.normals[0].image, foreground)
-    source = ExtendedAnomalySource(generation_pool, shift=(0.0, 0.0), rotate=(0, 0), shear=(0, 0), max_placement_tries=2)
+    source = ExtendedAnomalySource(
+        generation_pool, shift=(0.0, 0.0), rotate=(0, 0), shear=(0, 0), max_placement_tries=2
+    )
     image, mask = source(base, np.random.default_rng(0))
     assert mask[2, 60] == 1.0 and mask.sum() == 1.0
 

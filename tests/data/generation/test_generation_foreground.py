@@ -2,9 +2,9 @@ import logging
 
 import numpy as np
 import pytest
+from generation_helpers import disc_image, disc_mask
 from PIL import Image
 
-from generation_helpers import disc_image, disc_mask
 from prn.data.generation.foreground import ForegroundEstimator, otsu_threshold
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from generation_helpers import dark_part_on_dark_background, frame_filling_texture
+
 from prn.data.generation.foreground import ForegroundEstimator
 from prn.data.image_io import decode_images
 
@@ -18,7 +18,10 @@ SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 WEIGHTS = SHARED / "weights" / "resnet18_imagenet_conv1_to_layer3.pth"
 TRANSISTOR = SHARED / "data" / "mvtec_anomaly_detection" / "transistor" / "train" / "good"
 
-pytestmark = [pytest.mark.shared, pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"ImageNet weights not found at {WEIGHTS}")]
+pytestmark = [
+    pytest.mark.shared,
+    pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"ImageNet weights not found at {WEIGHTS}"),
+]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,7 +56,9 @@ def test_random_encoder_falls_back_to_colour_with_a_warning(caplog):
 @pytest.mark.skipif(not TRANSISTOR.is_dir(), reason="MVTec transistor not found under ../shared")
 def test_transistor_foreground_holds_the_part_and_leaves_the_board_corners_out():
     files = sorted(TRANSISTOR.glob("*.png"))[::10]
-    masks = ForegroundEstimator(method="features", encoder_weights=str(WEIGHTS))(decode_images(files, (256, 256)), "transistor")
+    masks = ForegroundEstimator(method="features", encoder_weights=str(WEIGHTS))(
+        decode_images(files, (256, 256)), "transistor"
+    )
     for mask in masks:
         assert 0.15 < mask.mean() < 0.6
         assert mask[90, 128], "the transistor's body (image centre, upper half) is foreground"

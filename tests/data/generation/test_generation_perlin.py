@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from prn.data.generation.perlin import perlin_field, perlin_mask, perlin_mask_within, perlin_noise, random_perlin_resolution
+from prn.data.generation.perlin import (
+    perlin_field,
+    perlin_mask,
+    perlin_mask_within,
+    perlin_noise,
+    random_perlin_resolution,
+)
 
 
 def test_noise_has_requested_shape_for_sizes_not_divisible_by_resolution():
@@ -33,7 +39,9 @@ def test_mask_is_non_empty_boolean_and_reproducible(rotate):
         mask = perlin_mask((64, 96), np.random.default_rng(seed), rotate=rotate)
         assert mask.dtype == bool and mask.shape == (64, 96) and mask.any()
         assert np.array_equal(mask, perlin_mask((64, 96), np.random.default_rng(seed), rotate=rotate))
-    assert not np.array_equal(perlin_mask((64, 64), np.random.default_rng(1)), perlin_mask((64, 64), np.random.default_rng(2)))
+    assert not np.array_equal(
+        perlin_mask((64, 64), np.random.default_rng(1)), perlin_mask((64, 64), np.random.default_rng(2))
+    )
 
 
 def test_higher_threshold_gives_smaller_masks():

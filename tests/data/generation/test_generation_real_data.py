@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prn.data.mvtec import MVTecDataModule
 from prn.data.generation import ExtendedAnomalySource, ForegroundEstimator, SimulatedAnomalySource
-from prn.data.types import NormalImage, TrainingPool
+from prn.data.mvtec import MVTecDataModule
+from prn.data.types import TrainingPool
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 BOTTLE = SHARED / "data" / "mvtec_anomaly_detection" / "bottle"
@@ -21,7 +21,9 @@ pytestmark = pytest.mark.shared
 def bottle_pool() -> TrainingPool:
     if not (BOTTLE / "train" / "good").is_dir() or not DTD.is_dir():
         pytest.skip(f"real data not found under {SHARED}")
-    datamodule = MVTecDataModule(BOTTLE.parent, "bottle", image_size=SIZE, num_seen_anomalies=5, foreground=ForegroundEstimator(method="colour"))
+    datamodule = MVTecDataModule(
+        BOTTLE.parent, "bottle", image_size=SIZE, num_seen_anomalies=5, foreground=ForegroundEstimator(method="colour")
+    )
     datamodule.setup("fit")
     pool = datamodule.pool
     return TrainingPool(pool.normals[::10], pool.seen_images, pool.seen_masks, (SIZE, SIZE), "bottle")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from generation_helpers import disc_mask
+
 from prn.data.generation.target_area import random_target_area
 
 
@@ -28,8 +28,12 @@ def test_same_seed_same_area():
 
 
 def test_scale_controls_size():
-    small = np.mean([random_target_area((128, 128), np.random.default_rng(s), None, scale=(0.1, 0.1)).sum() for s in range(20)])
-    large = np.mean([random_target_area((128, 128), np.random.default_rng(s), None, scale=(0.6, 0.6)).sum() for s in range(20)])
+    small = np.mean(
+        [random_target_area((128, 128), np.random.default_rng(s), None, scale=(0.1, 0.1)).sum() for s in range(20)]
+    )
+    large = np.mean(
+        [random_target_area((128, 128), np.random.default_rng(s), None, scale=(0.6, 0.6)).sum() for s in range(20)]
+    )
     assert large > 10 * small
 
 

@@ -42,7 +42,9 @@ def texture_ops() -> dict[str, A.BasicTransform]:
         "gamma_contrast": A.RandomGamma(gamma_limit=(50, 200), p=1.0),
         "brightness": A.RandomBrightnessContrast(brightness_limit=(-0.12, 0.12), contrast_limit=(-0.2, 0.2), p=1.0),
         "sharpness": A.Sharpen(alpha=(0.5, 1.0), lightness=(0.8, 1.2), p=1.0),
-        "hue_saturation": A.HueSaturationValue(hue_shift_limit=(-25, 25), sat_shift_limit=(-50, 50), val_shift_limit=(0, 0), p=1.0),
+        "hue_saturation": A.HueSaturationValue(
+            hue_shift_limit=(-25, 25), sat_shift_limit=(-50, 50), val_shift_limit=(0, 0), p=1.0
+        ),
         "solarize": A.Solarize(threshold_range=(32 / 255, 128 / 255), p=1.0),
         "posterize": A.Posterize(num_bits=(2, 6), p=1.0),
         "invert": A.InvertImg(p=1.0),
@@ -62,7 +64,9 @@ def seeded_compose(transforms: Sequence[A.BasicTransform], rng: np.random.Genera
     return A.Compose(list(transforms), seed=int(rng.integers(MAX_SEED)))
 
 
-def apply_random_ops(image: np.ndarray, ops: Mapping[str, A.BasicTransform], count: int, rng: np.random.Generator) -> np.ndarray:
+def apply_random_ops(
+    image: np.ndarray, ops: Mapping[str, A.BasicTransform], count: int, rng: np.random.Generator
+) -> np.ndarray:
     """Apply ``count`` distinct operations of ``ops``, chosen and parametrised by ``rng``, in random order."""
     if not 0 < count <= len(ops):
         raise ValueError(f"apply_random_ops: count must be in [1, {len(ops)}], got {count}")

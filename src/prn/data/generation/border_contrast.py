@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from prn.models.encoder import ResNet18Encoder
 
-PAD = 32          # input pixels of reflect padding: 4 cells of layer2
+PAD = 32  # input pixels of reflect padding: 4 cells of layer2
 BORDER_CELLS = 2  # band of layer2 cells (16 px at 1/8) along each edge that defines the background
 
 

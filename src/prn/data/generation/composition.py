@@ -25,7 +25,9 @@ NORMAL_FRACTION = 0.5
 ANOMALY_QUARTER = 0.25
 
 
-def composition_from_switches(ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False) -> dict[str, float]:
+def composition_from_switches(
+    ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False
+) -> dict[str, float]:
     """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1.
 
     ``seen`` is the number of seen anomalies; 0 trains on normals and simulated anomalies alone.

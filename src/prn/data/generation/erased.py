@@ -21,10 +21,10 @@ import numpy as np
 
 from prn.data.generation.target_area import TARGET_SHAPES, draw_shape
 
-DEFAULT_ERASE_SCALE = (0.08, 0.3)   # region diameter as a fraction of the object's (or image's) extent
-STRUCTURE_FRACTION = 0.75           # draws centred in proportion to the gradient (the rest uniformly on the part)
-MIN_CHANGE = 0.08                   # a pixel counts as erased when it moved by this share of the image's range
-MIN_ERASED_FRACTION = 0.0015      # of the image: smaller removals are redrawn (at 256 px, about 100 pixels)
+DEFAULT_ERASE_SCALE = (0.08, 0.3)  # region diameter as a fraction of the object's (or image's) extent
+STRUCTURE_FRACTION = 0.75  # draws centred in proportion to the gradient (the rest uniformly on the part)
+MIN_CHANGE = 0.08  # a pixel counts as erased when it moved by this share of the image's range
+MIN_ERASED_FRACTION = 0.0015  # of the image: smaller removals are redrawn (at 256 px, about 100 pixels)
 MAX_ERASE_ATTEMPTS = 8
 INPAINT_RADIUS = 5
 
@@ -54,7 +54,9 @@ def inpaint_region(image: np.ndarray, region: np.ndarray, rng: np.random.Generat
 def changed_pixels(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``bool`` pixels of ``region`` where ``after`` differs visibly from ``before`` (opened, so specks drop)."""
     value_range = max(float(np.percentile(before, 99) - np.percentile(before, 1)), 32.0)
-    difference = np.abs(cv2.GaussianBlur(after, (5, 5), 0).astype(np.float32) - cv2.GaussianBlur(before, (5, 5), 0).astype(np.float32))
+    difference = np.abs(
+        cv2.GaussianBlur(after, (5, 5), 0).astype(np.float32) - cv2.GaussianBlur(before, (5, 5), 0).astype(np.float32)
+    )
     moved = (difference.max(axis=2) > MIN_CHANGE * value_range) & region
     opened = cv2.morphologyEx(moved.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     return opened.astype(bool)
@@ -63,8 +65,12 @@ def changed_pixels(before: np.ndarray, after: np.ndarray, region: np.ndarray) ->
 class ErasedAnomalySource:
     """``AnomalySource`` that removes structure: returns (image with a piece erased, erased-pixel mask)."""
 
-    def __init__(self, shapes: Sequence[str] = TARGET_SHAPES, scale: Sequence[float] = DEFAULT_ERASE_SCALE,
-                 structure_fraction: float = STRUCTURE_FRACTION) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[str] = TARGET_SHAPES,
+        scale: Sequence[float] = DEFAULT_ERASE_SCALE,
+        structure_fraction: float = STRUCTURE_FRACTION,
+    ) -> None:
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"erase scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
         if not 0.0 <= structure_fraction <= 1.0:
@@ -73,7 +79,9 @@ class ErasedAnomalySource:
         self.scale = (float(scale[0]), float(scale[1]))
         self.structure_fraction = structure_fraction
 
-    def __call__(self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Erase a region of ``image`` on ``foreground`` (None: anywhere); retry until something visible went."""
         best = (image, np.zeros(image.shape[:2], dtype=bool))
         for _ in range(MAX_ERASE_ATTEMPTS):
@@ -103,5 +111,7 @@ class ErasedAnomalySource:
             pick = int(rng.integers(len(rows)))
         size = float(rng.uniform(*self.scale)) * extent
         canvas = np.zeros(shape, dtype=np.uint8)
-        draw_shape(canvas, self.shapes[int(rng.integers(len(self.shapes)))], (int(cols[pick]), int(rows[pick])), size, rng)
+        draw_shape(
+            canvas, self.shapes[int(rng.integers(len(self.shapes)))], (int(cols[pick]), int(rows[pick])), size, rng
+        )
         return canvas.astype(bool)

@@ -15,7 +15,14 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from prn.data.generation.augment import apply_random_ops, blend_anomaly, extended_color_ops, sample_beta, seeded_compose, validate_beta
+from prn.data.generation.augment import (
+    apply_random_ops,
+    blend_anomaly,
+    extended_color_ops,
+    sample_beta,
+    seeded_compose,
+    validate_beta,
+)
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
 from prn.data.types import NormalImage, TrainingPool
 
@@ -24,7 +31,9 @@ logger = logging.getLogger(__name__)
 AUG1_OP_COUNT = 2
 
 
-def _shift_onto(image: np.ndarray, mask: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _shift_onto(
+    image: np.ndarray, mask: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Translate so that a random region pixel lands on a random target pixel: overlap is certain."""
     region_rows, region_cols = np.nonzero(mask)
     target_rows, target_cols = np.nonzero(target)
@@ -34,8 +43,17 @@ def _shift_onto(image: np.ndarray, mask: np.ndarray, target: np.ndarray, rng: np
     shift_y = float(target_rows[destination] - region_rows[source])
     matrix = np.array([[1.0, 0.0, shift_x], [0.0, 1.0, shift_y]])
     height, width = mask.shape
-    moved_image = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    moved_mask = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    moved_image = cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    moved_mask = cv2.warpAffine(
+        mask.astype(np.uint8),
+        matrix,
+        (width, height),
+        flags=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     return moved_image, moved_mask.astype(bool)
 
 
@@ -73,14 +91,21 @@ class ExtendedAnomalySource:
         self.min_overlap_fraction = float(min_overlap_fraction)
         self.color_ops = extended_color_ops()
         self.spatial_op = A.Affine(
-            rotate=tuple(rotate), shear=tuple(shear), translate_percent=tuple(shift),
-            border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=1.0,
+            rotate=tuple(rotate),
+            shear=tuple(shear),
+            translate_percent=tuple(shift),
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=0,
+            p=1.0,
         )
 
     @staticmethod
     def _usable_anomalies(pool: TrainingPool) -> list[tuple[np.ndarray, np.ndarray]]:
         if len(pool.seen_images) != len(pool.seen_masks):
-            raise ValueError(f"TrainingPool has {len(pool.seen_images)} seen images but {len(pool.seen_masks)} seen masks")
+            raise ValueError(
+                f"TrainingPool has {len(pool.seen_images)} seen images but {len(pool.seen_masks)} seen masks"
+            )
         pairs = []
         for image, mask in zip(pool.seen_images, pool.seen_masks):
             if image.shape[:2] != mask.shape:
@@ -97,7 +122,9 @@ class ExtendedAnomalySource:
     def __call__(self, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image, mask = self.anomalies[int(rng.integers(len(self.anomalies)))]
         if image.shape != base.image.shape:
-            raise ValueError(f"seen anomaly shape {image.shape} differs from the normal image shape {base.image.shape}; resize both to the pool's image_size")
+            raise ValueError(
+                f"seen anomaly shape {image.shape} differs from the normal image shape {base.image.shape}; resize both to the pool's image_size"
+            )
         recoloured = apply_random_ops(image, self.color_ops, AUG1_OP_COUNT, rng)
         target = self._target_area(base, rng)
         region_image, region_mask = self._place(recoloured, mask, target, rng)
@@ -111,7 +138,9 @@ class ExtendedAnomalySource:
             return np.ones(shape, dtype=bool)
         return random_target_area(shape, rng, base.foreground, self.target_shapes, self.target_scale)
 
-    def _place(self, image: np.ndarray, mask: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _place(
+        self, image: np.ndarray, mask: np.ndarray, target: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Aug_2 redrawn until the region overlaps ``target`` enough; best overlap, then a plain shift."""
         mask_uint8 = mask.astype(np.uint8)
         wanted = self.min_overlap_fraction * min(int(mask.sum()), int(target.sum()))

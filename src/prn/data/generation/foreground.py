@@ -106,7 +106,9 @@ class ForegroundEstimator:
         if not 0.0 < border_fraction < 0.5:
             raise ValueError(f"ForegroundEstimator border_fraction must lie in (0, 0.5), got {border_fraction}")
         if not 0.0 <= min_fraction < max_fraction <= 1.0:
-            raise ValueError(f"ForegroundEstimator needs 0 <= min_fraction < max_fraction <= 1, got {min_fraction}, {max_fraction}")
+            raise ValueError(
+                f"ForegroundEstimator needs 0 <= min_fraction < max_fraction <= 1, got {min_fraction}, {max_fraction}"
+            )
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.mask_dir = Path(mask_dir) if mask_dir else None
         self.border_fraction = border_fraction
@@ -139,16 +141,21 @@ class ForegroundEstimator:
         """Where masks for exactly these images and settings are cached (None without ``cache_dir``)."""
         if self.cache_dir is None:
             return None
-        settings = (f"{CACHE_VERSION}:{self.method}:{self.encoder_weights}:{self.border_fraction}:{self.kernel_fraction}:"
-                    f"{self.min_fraction}:{self.max_fraction}")
+        settings = (
+            f"{CACHE_VERSION}:{self.method}:{self.encoder_weights}:{self.border_fraction}:{self.kernel_fraction}:"
+            f"{self.min_fraction}:{self.max_fraction}"
+        )
         safe_category = "".join(c if c.isalnum() or c in "-_" else "_" for c in category) or "default"
         return self.cache_dir / f"foreground_{safe_category}_{len(images)}_{_images_digest(images, settings)}.npz"
 
     def estimate(self, images: list[np.ndarray], category: str) -> list[np.ndarray]:
         """One mask per image by the configured method, cleaned and checked (module docstring)."""
         if self.method == "features" and self.encoder_weights is None:
-            logger.warning("generation.foreground.method=features needs ImageNet encoder weights, but weights=null: "
-                           "estimating the foreground of %r from colour instead.", category)
+            logger.warning(
+                "generation.foreground.method=features needs ImageNet encoder weights, but weights=null: "
+                "estimating the foreground of %r from colour instead.",
+                category,
+            )
         if self.method == "features" and self.encoder_weights is not None:
             contrast, threshold = border_contrast(images, ResNet18Encoder(self.encoder_weights))
             height, width = images[0].shape[:2]
@@ -165,7 +172,12 @@ class ForegroundEstimator:
         band = max(1, int(round(min(height, width) * self.border_fraction)))
         pixels = image.astype(np.float32)
         border = np.concatenate(
-            [pixels[:band].reshape(-1, 3), pixels[-band:].reshape(-1, 3), pixels[:, :band].reshape(-1, 3), pixels[:, -band:].reshape(-1, 3)]
+            [
+                pixels[:band].reshape(-1, 3),
+                pixels[-band:].reshape(-1, 3),
+                pixels[:, :band].reshape(-1, 3),
+                pixels[:, -band:].reshape(-1, 3),
+            ]
         )
         distance = np.linalg.norm(pixels - np.median(border, axis=0), axis=2)
         return cv2.GaussianBlur(distance, (0, 0), sigmaX=max(1.0, min(height, width) / 256))
@@ -182,7 +194,11 @@ class ForegroundEstimator:
             logger.warning(
                 "Foreground of %r image %d covers %.1f%% of the image (allowed %.0f%%-%.0f%%); using the whole image. "
                 "Pass your own masks with mask_dir if this category needs a foreground.",
-                category, index, 100 * fraction, 100 * self.min_fraction, 100 * self.max_fraction,
+                category,
+                index,
+                100 * fraction,
+                100 * self.min_fraction,
+                100 * self.max_fraction,
             )
             return np.ones_like(mask, dtype=bool)
         return cleaned.astype(bool)
@@ -190,7 +206,9 @@ class ForegroundEstimator:
     def _load_user_masks(self, images: list[np.ndarray], category: str) -> list[np.ndarray]:
         folder = self.mask_dir / category if (self.mask_dir / category).is_dir() else self.mask_dir
         if not folder.is_dir():
-            raise FileNotFoundError(f"ForegroundEstimator mask_dir {folder} does not exist; point mask_dir at a folder of masks or set it to null")
+            raise FileNotFoundError(
+                f"ForegroundEstimator mask_dir {folder} does not exist; point mask_dir at a folder of masks or set it to null"
+            )
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MASK_SUFFIXES)
         if len(files) != len(images):
             raise ValueError(
@@ -206,5 +224,7 @@ class ForegroundEstimator:
             return mask
         height, width = shape
         if abs(mask.shape[0] * width - mask.shape[1] * height) > max(height, width):
-            raise ValueError(f"Foreground mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height} (other aspect ratio); resize the mask to the image")
+            raise ValueError(
+                f"Foreground mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height} (other aspect ratio); resize the mask to the image"
+            )
         return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)

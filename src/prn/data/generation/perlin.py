@@ -31,7 +31,9 @@ def perlin_noise(shape: tuple[int, int], resolution: tuple[int, int], rng: np.ra
     height, width = shape
     cells_y, cells_x = resolution
     if height < 1 or width < 1 or cells_y < 1 or cells_x < 1:
-        raise ValueError(f"perlin_noise needs positive shape and resolution, got shape={shape}, resolution={resolution}")
+        raise ValueError(
+            f"perlin_noise needs positive shape and resolution, got shape={shape}, resolution={resolution}"
+        )
     angles = rng.uniform(0.0, 2.0 * np.pi, size=(cells_y + 1, cells_x + 1))
     gradient_x, gradient_y = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
@@ -62,7 +64,9 @@ def _rotate(noise: np.ndarray, angle_degrees: float) -> np.ndarray:
     """Rotate about the centre; the uncovered corners become 0, i.e. below any positive threshold."""
     height, width = noise.shape
     matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), angle_degrees, 1.0)
-    return cv2.warpAffine(noise, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return cv2.warpAffine(
+        noise, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
 
 
 def perlin_field(shape: tuple[int, int], rng: np.random.Generator, rotate: bool = True) -> np.ndarray:
@@ -88,7 +92,9 @@ def perlin_mask(
         mask = perlin_field(shape, rng, rotate) > threshold
         if mask.any():
             return mask
-    raise RuntimeError(f"perlin_mask found no pixel above threshold={threshold} in {MAX_MASK_ATTEMPTS} draws; lower the threshold")
+    raise RuntimeError(
+        f"perlin_mask found no pixel above threshold={threshold} in {MAX_MASK_ATTEMPTS} draws; lower the threshold"
+    )
 
 
 def perlin_mask_within(

@@ -48,7 +48,9 @@ def list_textures(dtd_dir: str | None) -> list[Path]:
     """Every image file below ``dtd_dir`` (sorted), or a clear error naming ``generation.dtd_dir``."""
     fix = "point generation.dtd_dir at the DTD 'dtd/images' folder (one subfolder per texture class) or set generation.hea=false"
     if not dtd_dir:
-        raise ValueError(f"Heterologous simulated anomalies (HEA) need DTD textures but generation.dtd_dir is not set; {fix}")
+        raise ValueError(
+            f"Heterologous simulated anomalies (HEA) need DTD textures but generation.dtd_dir is not set; {fix}"
+        )
     root = Path(dtd_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"generation.dtd_dir={root} does not exist; {fix}")
@@ -86,7 +88,9 @@ class TextureCache:
             with Image.open(path) as image:
                 resized = image.convert("RGB").resize((shape[1], shape[0]), Image.BILINEAR)
         except OSError as error:
-            raise OSError(f"cannot read DTD texture {path}: {error}; remove the file from generation.dtd_dir") from error
+            raise OSError(
+                f"cannot read DTD texture {path}: {error}; remove the file from generation.dtd_dir"
+            ) from error
         return np.asarray(resized, dtype=np.uint8)
 
 
@@ -112,12 +116,18 @@ class SimulatedAnomalySource:
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
     ) -> None:
-        self.kinds = [kind for kind, on in (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase)) if on]
+        self.kinds = [
+            kind for kind, on in (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase)) if on
+        ]
         if not self.kinds:
-            raise ValueError("SimulatedAnomalySource needs generation.hea, hoa or erase on; with all off, leave simulated anomalies out")
+            raise ValueError(
+                "SimulatedAnomalySource needs generation.hea, hoa or erase on; with all off, leave simulated anomalies out"
+            )
         self.eraser = ErasedAnomalySource(target_shapes) if use_erase else None
         if use_homologous and not pool.normals:
-            raise ValueError(f"Homologous anomalies (generation.hoa) need normal images, but the pool of {pool.category!r} has none")
+            raise ValueError(
+                f"Homologous anomalies (generation.hoa) need normal images, but the pool of {pool.category!r} has none"
+            )
         self.pool = pool
         self.textures = TextureCache(list_textures(dtd_dir), texture_cache_size) if use_heterologous else None
         self.use_target_area = use_target_area
@@ -147,7 +157,9 @@ class SimulatedAnomalySource:
     def _homologous_fill(self, base: NormalImage, rng: np.random.Generator) -> np.ndarray:
         other = self._other_normal(base, rng)
         if other.shape != base.image.shape:
-            raise ValueError(f"pool normal of shape {other.shape} differs from the base shape {base.image.shape}; resize all to the pool's image_size")
+            raise ValueError(
+                f"pool normal of shape {other.shape} differs from the base shape {base.image.shape}; resize all to the pool's image_size"
+            )
         recoloured = seeded_compose([self.homologous_ops], rng)(image=other)["image"]
         square = other.shape[0] == other.shape[1]
         quarter_turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))

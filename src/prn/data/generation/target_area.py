@@ -61,7 +61,9 @@ def draw_shape(canvas: np.ndarray, name: str, centre: tuple[int, int], size: flo
     _DRAWERS[name](canvas, centre, size, rng)
 
 
-def _validate(shape: tuple[int, int], allowed: np.ndarray | None, shapes: Sequence[str], scale: tuple[float, float]) -> None:
+def _validate(
+    shape: tuple[int, int], allowed: np.ndarray | None, shapes: Sequence[str], scale: tuple[float, float]
+) -> None:
     unknown = [name for name in shapes if name not in _DRAWERS]
     if not shapes or unknown:
         raise ValueError(f"target area shapes must be a non-empty subset of {TARGET_SHAPES}, got {tuple(shapes)}")
@@ -71,7 +73,9 @@ def _validate(shape: tuple[int, int], allowed: np.ndarray | None, shapes: Sequen
         if allowed.shape != tuple(shape):
             raise ValueError(f"target area: allowed mask has shape {allowed.shape}, image shape is {tuple(shape)}")
         if not allowed.any():
-            raise ValueError("target area: the allowed (foreground) mask is empty; fix the foreground masks or turn target areas off")
+            raise ValueError(
+                "target area: the allowed (foreground) mask is empty; fix the foreground masks or turn target areas off"
+            )
 
 
 def random_target_area(
