@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prn.calibration import Calibration, fit_calibration, report_at_threshold
+from prn.calibration import Calibration, fit_calibration, parse_threshold, report_at_threshold
 
 
 def test_thresholds_sit_at_the_target_quantile_of_held_out_normals():
@@ -33,7 +33,7 @@ def test_defect_mask_marks_pixels_at_the_pixel_threshold():
 
 @pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1])
 def test_fpr_outside_zero_one_is_rejected_by_name(fpr):
-    with pytest.raises(ValueError, match="threshold.fpr"):
+    with pytest.raises(ValueError, match="calibration.fpr"):
         fit_calibration([0.1], [0.2], fpr=fpr)
 
 
@@ -52,3 +52,37 @@ def test_report_at_threshold_counts_outcomes_per_defect_type():
         "crack": {"images": 2, "recall": 0.5},
         "stain": {"images": 1, "recall": 1.0},
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "mode", "number"),
+    [
+        ("auto", "auto", None),
+        ("AUTO", "auto", None),
+        (None, "none", None),
+        ("null", "none", None),
+        (0.4, "fixed", 0.4),
+        ("0.25", "fixed", 0.25),
+        (1, "fixed", 1.0),
+    ],
+)
+def test_threshold_parses_auto_numbers_and_null_alike_for_every_job(value, mode, number) -> None:
+    choice = parse_threshold(value)
+    assert (choice.mode, choice.value) == (mode, number)
+
+
+@pytest.mark.parametrize("value", ["high", True, float("nan"), [0.5]])
+def test_a_bad_threshold_names_the_option_and_the_allowed_values(value) -> None:
+    with pytest.raises(ValueError, match=r"threshold=.*(auto|finite)"):
+        parse_threshold(value)
+
+
+def test_the_threshold_in_force_and_its_source() -> None:
+    calibration = Calibration(image_threshold=0.7, pixel_threshold=0.9, fpr=0.01, num_images=20, normal_median=0.3)
+    assert parse_threshold("auto").image_threshold(calibration) == 0.7
+    assert parse_threshold("auto").source(calibration) == "calibrated on held-out normals"
+    assert parse_threshold("auto").image_threshold(None) is None
+    assert parse_threshold("auto").source(None) == "none: the checkpoint holds no calibration"
+    assert parse_threshold(0.5).image_threshold(calibration) == 0.5
+    assert parse_threshold(0.5).source(None) == "command line (threshold=)"
+    assert parse_threshold(None).image_threshold(calibration) is None

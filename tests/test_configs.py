@@ -106,7 +106,7 @@ def test_predict_config_composes(_compose):
 def test_benchmarks_keep_the_papers_protocol_and_own_parts_hold_out_normals(_compose, dataset, held_out):
     """The paper's tables train on every normal image; a user's folder (and the demo) calibrates a threshold."""
     cfg = _compose("train", [f"dataset={dataset}"])
-    assert cfg.dataset.datamodule.val_normals == held_out and cfg.threshold.fpr == 0.01
+    assert cfg.dataset.datamodule.val_normals == held_out and cfg.calibration.fpr == 0.01
 
 
 def test_seen_zero_reaches_the_composition_with_one_override(_compose):

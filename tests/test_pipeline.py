@@ -48,6 +48,10 @@ def test_held_out_normals_calibrate_a_threshold_that_the_test_report_uses(traine
     assert result["calibration"]["num_images"] == 2 and result["calibration"]["fpr"] == 0.01
     decided = result["at_threshold"]
     assert decided["image_threshold"] == result["calibration"]["image_threshold"]
+    assert result["threshold"] == {
+        "image_threshold": decided["image_threshold"],
+        "source": "calibrated on held-out normals",
+    }
     assert sum(decided["confusion"].values()) == split["counts"]["test"]
     anomalous_types = {Path(name).parent.name for name in split["test"]} - {"good"}
     assert set(decided["recall_per_defect_type"]) == anomalous_types and anomalous_types
@@ -75,10 +79,20 @@ def test_checkpoint_carries_prototypes(trained):
 def test_eval_reproduces_the_training_runs_metrics(trained, tmp_path, compose_cfg):
     cfg, result = trained
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    evaluated = evaluate(compose_cfg("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}"]))
+    evaluated = evaluate(compose_cfg("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}", "threshold=null"]))
     assert evaluated["category"] == "tiles"
     for key, value in result["metrics"].items():
         assert evaluated["metrics"][key] == pytest.approx(value, abs=1e-6)
+    # threshold=null means no decision in eval as in predict, though the checkpoint is calibrated
+    assert evaluated["at_threshold"] is None and evaluated["threshold"]["source"] == "none: threshold=null"
+
+
+def test_eval_names_a_bad_threshold_before_any_work(trained, tmp_path, compose_cfg):
+    cfg, _ = trained
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match="threshold='high' must be auto"):
+        evaluate(compose_cfg("eval", [f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path}", "threshold=high"]))
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path, compose_cfg):

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 DEFAULT_FPR = 0.01
+THRESHOLD_HELP = (
+    "auto (the thresholds calibrated on held-out normals at training), a number (the image threshold), "
+    "or null (no OK/NG decision)"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,9 @@ def fit_calibration(
     scores = np.asarray(image_scores, dtype=np.float64)
     maxima = np.asarray(map_maxima, dtype=np.float64)
     if not 0.0 < fpr < 1.0:
-        raise ValueError(f"threshold.fpr={fpr} must lie in (0, 1), e.g. 0.01 for one rejected normal part in a hundred")
+        raise ValueError(
+            f"calibration.fpr={fpr} must lie in (0, 1), e.g. 0.01 for one rejected normal part in a hundred"
+        )
     if scores.size == 0 or scores.size != maxima.size:
         raise ValueError(
             f"calibration needs one score and one map maximum per held-out normal image; got {scores.size} and {maxima.size}"
@@ -110,3 +116,48 @@ def report_at_threshold(image_threshold: float, rows: Sequence[dict[str, Any]]) 
         "confusion": counts,
         "recall_per_defect_type": per_type,
     }
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """How eval and predict set the OK/NG image threshold, parsed once from ``threshold=``.
+
+    ``auto``: the checkpoint's calibrated thresholds (none if it holds no calibration);
+    ``fixed``: ``value`` as the image threshold (pixel masks still use the calibrated pixel threshold);
+    ``none``: scores and maps only, no decision -- the same meaning in every job.
+    """
+
+    mode: Literal["auto", "fixed", "none"]
+    value: float | None = None
+
+    def image_threshold(self, calibration: Calibration | None) -> float | None:
+        if self.mode == "fixed":
+            return self.value
+        return calibration.image_threshold if self.mode == "auto" and calibration is not None else None
+
+    def source(self, calibration: Calibration | None) -> str:
+        """Where the threshold in force came from, for ``results.json``."""
+        if self.mode == "fixed":
+            return "command line (threshold=)"
+        if self.mode == "none":
+            return "none: threshold=null"
+        return (
+            "calibrated on held-out normals" if calibration is not None else "none: the checkpoint holds no calibration"
+        )
+
+
+def parse_threshold(value: Any, option: str = "threshold") -> ThresholdChoice:
+    """``auto`` | a number (or numeric string) | ``null``/``none`` as a :class:`ThresholdChoice`; anything else is an error naming ``option``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        return ThresholdChoice("none")
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return ThresholdChoice("auto")
+    if isinstance(value, bool):
+        raise ValueError(f"{option}={value!r} must be {THRESHOLD_HELP}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option}={value!r} must be {THRESHOLD_HELP}") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{option}={value!r} must be a finite number, or {THRESHOLD_HELP}")
+    return ThresholdChoice("fixed", number)

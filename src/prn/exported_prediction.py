@@ -107,6 +107,7 @@ def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root:
         "scores_csv": str(writer.csv_path),
         "seconds": round(seconds, 2),
         "image_threshold": writer.image_threshold,
+        "threshold_source": writer.threshold.source(writer.calibration),
         "checkpoint": str(source),
         "backend": backend,
         "model": str(inferencer.path),

@@ -18,7 +18,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from prn.calibration import Calibration, fit_calibration, report_at_threshold
+from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold, report_at_threshold
 from prn.checkpoints import existing_checkpoint, install_saved_prototypes, module_from_checkpoint, training_image_size
 from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     if cfg.get("select_score", False):
         select_score(module, datamodule)
-    module.calibration = calibrate(module, datamodule, cfg.threshold.fpr)
+    module.calibration = calibrate(module, datamodule, cfg.calibration.fpr)
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(checkpoint, weights_only=False)  # optimiser state too: resume= needs it
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -63,13 +63,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": None if resume is None else str(resume),
     }
     header = {"dataset": cfg.dataset.name, "category": cfg.category}
-    return _report(cfg, run_dir, module, datamodule, start, header, extra)
+    return _report(cfg, run_dir, module, datamodule, start, header, extra, ThresholdChoice("auto"))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint; architecture, prototypes and weights all come from the file."""
     run_dir = Path(cfg.paths.output_dir)
     ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    threshold = parse_threshold(cfg.get("threshold", "auto"))
     print_and_save_config(cfg, run_dir)
     start = time.perf_counter()
     saved = module_from_checkpoint(ckpt)
@@ -81,12 +82,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.test(saved, datamodule=datamodule, verbose=False)
     header = {"dataset": dataset_name, "category": data_config["category"]}
-    return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)})
+    return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)}, threshold)
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score new images with a checkpoint through Lightning's predict loop; the writer callback fills the run directory."""
     ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    parse_threshold(cfg.get("threshold", "auto"))  # a bad threshold= fails before any image is read
     files, root = collect_images(cfg.input, cfg.on_error)
     if cfg.get("backend", "torch") != "torch":  # the forward pass in an exported model: ONNX Runtime or OpenVINO
         from prn.exported_prediction import predict_exported
@@ -123,6 +125,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "scores_csv": str(writer.csv_path),
         "seconds": round(seconds, 2),
         "image_threshold": writer.image_threshold,
+        "threshold_source": writer.threshold.source(writer.calibration),
         "checkpoint": str(ckpt),
     }
 
@@ -172,13 +175,6 @@ def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) 
     return calibration
 
 
-def image_threshold(module: PRNModule, override: Any) -> float | None:
-    """The image threshold in force: a number given on the command line, else the checkpoint's calibrated one."""
-    if override is None or isinstance(override, (str, DictConfig, dict)):  # auto, or train's {fpr: ...}
-        return None if module.calibration is None else module.calibration.image_threshold
-    return float(override)
-
-
 def build_datamodule(config: DictConfig | dict[str, Any], run_dir: Path) -> L.LightningDataModule:
     """The configured datamodule, writing its split file into the run directory."""
     return hydra.utils.instantiate(config, output_dir=str(run_dir), _convert_="partial")
@@ -217,6 +213,7 @@ def _report(
     start: float,
     header: dict[str, str],
     extra: dict[str, Any],
+    threshold_choice: ThresholdChoice,
 ) -> dict[str, Any]:
     """Write ``results.json`` / ``results.md`` and print the table."""
     notes = []
@@ -226,7 +223,7 @@ def _report(
     notes.extend(f"{name} skipped: {reason}" for name, reason in module.metrics.skip_reasons.items())
     if datamodule.num_seen_anomalies == 0:
         notes.append("seen=0: trained on normal images and simulated anomalies alone (no labelled defects, EA off)")
-    threshold = image_threshold(module, cfg.get("threshold"))
+    threshold = threshold_choice.image_threshold(module.calibration)
     result = {
         **header,
         "metrics": module.test_results,
@@ -239,6 +236,7 @@ def _report(
         "calibration": None
         if module.calibration is None
         else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
+        "threshold": {"image_threshold": threshold, "source": threshold_choice.source(module.calibration)},
         "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
         "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
         "test_images_per_rank": module.test_images_per_rank,

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch.utils.data import Dataset
 
-from prn.calibration import Calibration
+from prn.calibration import Calibration, parse_threshold
 from prn.data.errors import DatasetError
 from prn.data.image_io import image_size_of, load_image
 from prn.data.records import IMAGE_SUFFIXES, list_image_files
@@ -145,27 +145,24 @@ def save_overlay(image: np.ndarray, native_map: np.ndarray, path: Path) -> None:
 class PredictionWriter(BasePredictionWriter):
     """Appends one ``scores.csv`` row per image as batches arrive, so an interrupted run keeps what it did.
 
-    ``threshold="auto"`` takes the image and pixel thresholds the checkpoint was calibrated
-    with (``pl_module.calibration``); a number sets the image threshold (pixel masks then
-    still come from the calibration, if any); ``None`` decides nothing. With ``save_maps``,
-    also ``maps/<relative>.png``, ``overlays/<relative>.png`` and, with a pixel threshold,
-    ``masks/<relative>.png`` (255 = defect) at the image's native size.
+    ``threshold`` is parsed by :func:`prn.calibration.parse_threshold`: ``"auto"`` takes the image
+    and pixel thresholds the checkpoint was calibrated with (``pl_module.calibration``); a number
+    sets the image threshold (pixel masks then still come from the calibration, if any); ``None``
+    decides nothing. With ``save_maps``, also ``maps/<relative>.png``, ``overlays/<relative>.png``
+    and, with a pixel threshold, ``masks/<relative>.png`` (255 = defect) at the image's native size.
     """
 
     def __init__(self, output_dir: str | Path, threshold: float | str | None = "auto", save_maps: bool = True) -> None:
         super().__init__(write_interval="batch")
-        if isinstance(threshold, str) and threshold != "auto":
-            raise ValueError(
-                f"threshold={threshold!r} must be auto (the checkpoint's calibrated threshold), a number, or null (no decisions)"
-            )
+        self.threshold = parse_threshold(threshold)
         self.out_dir = Path(output_dir)
-        self.threshold, self.save_maps = threshold, save_maps
+        self.save_maps = save_maps
         self.csv_path = self.out_dir / "scores.csv"
         self.skipped_path = self.out_dir / "skipped.csv"
         self.count = 0
         self.skipped = 0
         self.calibration: Calibration | None = None
-        self.image_threshold: float | None = None if threshold == "auto" else threshold
+        self.image_threshold: float | None = self.threshold.image_threshold(None)
         self._handle = None
         self._rows: csv.DictWriter | None = None
 
@@ -182,15 +179,14 @@ class PredictionWriter(BasePredictionWriter):
         self.count = self.skipped = 0
 
     def use_calibration(self, calibration: Calibration | None) -> None:
-        """Thresholds of the checkpoint being run; ``threshold="auto"`` without one decides nothing, with a warning."""
+        """Thresholds of the checkpoint being run; ``threshold=auto`` without one decides nothing, with a warning."""
         self.calibration = calibration
-        if self.threshold == "auto":
-            self.image_threshold = None if calibration is None else calibration.image_threshold
-            if calibration is None:
-                log.warning(
-                    "threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
-                    "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>."
-                )
+        self.image_threshold = self.threshold.image_threshold(calibration)
+        if self.threshold.mode == "auto" and calibration is None:
+            log.warning(
+                "threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
+                "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>."
+            )
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.close()
