@@ -127,6 +127,12 @@ def test_threshold_sources() -> None:
     assert only_given.image == 0.4 and "command line" in only_given.source
     tight = {**CALIBRATION, "fpr": 0.01, "num_images": 5, "resolvable_fpr": 0.2}
     assert "highest held-out score" in threshold_of({"calibration": tight}).source
+    declined = {
+        **make_result(calibrated=True),
+        "at_threshold": None,
+        "threshold": {"image_threshold": None, "source": "none: threshold=null"},
+    }
+    assert threshold_of(declined) is None  # eval threshold=null: no line drawn although the run is calibrated
 
 
 class RecordingRun:

@@ -69,7 +69,10 @@ class Content:
 
 
 def threshold_of(result: dict[str, Any]) -> Threshold | None:
-    """The run's threshold from ``results.json``: the one its ``at_threshold`` block used, else the calibrated one."""
+    """The run's threshold from ``results.json``: none where the run decided nothing (``threshold=null``),
+    else the one its ``at_threshold`` block used, else the calibrated one."""
+    if "threshold" in result and (result["threshold"] or {}).get("image_threshold") is None:
+        return None
     calibration = result.get("calibration") or None
     used = (result.get("at_threshold") or {}).get("image_threshold")
     calibrated = (
