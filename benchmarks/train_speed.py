@@ -35,8 +35,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from prn.lightning import PRNModule
 from prn.pipeline import build_datamodule, build_module
+from prn.training import PRNModule
 from prn.utils.hardware import cpu_bf16_support
 from prn.utils.results import hardware
 

@@ -74,7 +74,7 @@ def test_a_schedule_changes_only_the_schedule(dataset, compose_cfg):
 
 def test_every_model_part_has_a_target(_compose):
     model = _compose("train", []).model
-    assert model._target_ == "prn.lightning.PRNModule" and model.net._target_ == "prn.models.PRNet"
+    assert model._target_ == "prn.training.PRNModule" and model.net._target_ == "prn.models.PRNet"
     assert (
         model.optimizer._target_ == "torch.optim.Adam"
         and model.optimizer._partial_

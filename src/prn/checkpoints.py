@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from prn.data.image_io import parse_image_size
-from prn.lightning import PRNModule
+from prn.training import PRNModule
 
 FITTED_PARTS = ("prototypes", "patch_memory")  # net submodules filled at setup, whose buffers a resume must keep
 

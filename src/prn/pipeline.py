@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold, report_at_threshold
 from prn.checkpoints import existing_checkpoint, install_saved_prototypes, module_from_checkpoint, training_image_size
-from prn.lightning import PRNModule, PrototypeCallback, TrainingTimer
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.reporting.report import write_run_report
+from prn.training import PRNModule, PrototypeCallback, TrainingTimer
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.hardware import training_precision
 from prn.utils.instantiation import find_callback, instantiate_group

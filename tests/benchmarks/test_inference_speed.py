@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
+from prn.training.module import PRNModule
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "inference_speed.py"
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from prn.calibration import Calibration
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
+from prn.training.module import PRNModule
 
 TINY_SIZE = (128, 256)  # (h, w): not square, so a swapped axis shows
 FORMATS = ("torch", "onnx", "openvino")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from prn.calibration import Calibration
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
 from prn.tools.export import METADATA_FILE, check_export_options, default_output, export_checkpoint
+from prn.training.module import PRNModule
 
 
 def _checkpoint(path, size=128, calibration=None):

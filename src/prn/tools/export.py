@@ -27,9 +27,9 @@ import torch
 import prn
 from prn.checkpoints import module_from_checkpoint, training_image_size
 from prn.deploy.metadata import METADATA_FILE, METADATA_KEY, SCHEMA_VERSION
-from prn.lightning import PRNModule
 from prn.models import AnomalyScorer
 from prn.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+from prn.training import PRNModule
 
 FORMAT_SUFFIX = {"torch": ".pt2", "onnx": ".onnx", "openvino": ".xml"}
 PRECISIONS = {"torch": ("fp32",), "onnx": ("fp32",), "openvino": ("fp32", "fp16")}

@@ -1,6 +1,6 @@
 """The Lightning side of PRN: the training/testing module and its callbacks."""
 
-from prn.lightning.callbacks import PrototypeCallback, TrainingTimer
-from prn.lightning.module import PRNModule
+from prn.training.callbacks import PrototypeCallback, TrainingTimer
+from prn.training.module import PRNModule
 
 __all__ = ["PRNModule", "PrototypeCallback", "TrainingTimer"]

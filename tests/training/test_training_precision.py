@@ -10,9 +10,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
-from prn.lightning.callbacks import PrototypeCallback
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
+from prn.training.callbacks import PrototypeCallback
+from prn.training.module import PRNModule
 
 SIZE = 128
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from prn.lightning.callbacks import PrototypeCallback
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
+from prn.training.callbacks import PrototypeCallback
+from prn.training.module import PRNModule
 
 
 class _Images(Dataset):
@@ -120,7 +120,7 @@ def test_prototypes_survive_a_checkpoint_round_trip(tmp_path):
 def test_training_timer_measures_the_loop_between_start_and_end():
     import time
 
-    from prn.lightning.callbacks import TrainingTimer
+    from prn.training.callbacks import TrainingTimer
 
     timer = TrainingTimer()
     timer.on_train_start(None, None)

@@ -1,8 +1,8 @@
 import torch
 
-from prn.lightning.module import PRNModule
 from prn.models import PRNet
 from prn.models.prototypes import build_prototypes
+from prn.training.module import PRNModule
 
 
 def _module():
@@ -95,7 +95,7 @@ def test_test_epoch_produces_the_four_metrics():
 def test_calibration_travels_with_the_checkpoint(tmp_path):
     """Thresholds fitted after training are saved in the checkpoint and come back on load."""
     from prn.calibration import fit_calibration
-    from prn.lightning import PRNModule
+    from prn.training import PRNModule
 
     module = _module()
     scores, maxima = module.score_held_out_normals([{"image": torch.rand(3, 3, 128, 128)}])
