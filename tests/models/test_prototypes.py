@@ -1,4 +1,4 @@
-"""k-means prototypes (ratio semantics, determinism) and the PrototypeBank residuals."""
+"""The PrototypeBank: residuals per match mode, leave-self-out, state dicts; patch banks."""
 
 from __future__ import annotations
 
@@ -8,69 +8,13 @@ import torch
 from prn.models.prototypes import (
     PrototypeBank,
     build_patch_banks,
-    build_prototypes,
-    greedy_coreset_indices,
-    kmeans_prototypes,
     nearest_in_window,
     nearest_prototype_indices,
     nearest_prototype_per_location,
     nearest_whole_maps,
-    number_of_prototypes,
     patch_vectors,
     prototype_sources,
 )
-
-
-def _clustered_points(seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.tensor([[0.0] * 8, [10.0] * 8, [-10.0] * 8])
-    noise = torch.randn(60, 8, generator=generator) * 0.1
-    return centres.repeat_interleave(20, dim=0) + noise
-
-
-@pytest.mark.parametrize(
-    ("n", "ratio", "expected"),
-    [(100, 0.1, 10), (209, 0.1, 21), (7, 0.1, 1), (3, 0.01, 1), (25, 0.5, 12), (10, 1.0, 10)],
-)
-def test_number_of_prototypes_is_rounded_ratio_at_least_one(n: int, ratio: float, expected: int) -> None:
-    assert number_of_prototypes(n, ratio) == expected
-
-
-@pytest.mark.parametrize("ratio", [0.0, -0.1, 1.5])
-def test_bad_ratio_raises(ratio: float) -> None:
-    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\]"):
-        kmeans_prototypes(torch.rand(10, 4), ratio=ratio)
-
-
-def test_ratio_one_returns_inputs_exactly() -> None:
-    features = torch.rand(12, 5)
-    assert torch.equal(kmeans_prototypes(features, ratio=1.0), features)
-
-
-def test_kmeans_finds_the_clusters_with_k_from_ratio() -> None:
-    points = _clustered_points()
-    centroids = kmeans_prototypes(points, ratio=0.05, iterations=50)
-    assert centroids.shape == (3, 8)
-    found = sorted(centroids.mean(1).round().tolist())
-    assert found == [-10.0, 0.0, 10.0]
-
-
-def test_kmeans_is_deterministic_for_a_seed() -> None:
-    features = torch.rand(80, 16)
-    first = kmeans_prototypes(features, ratio=0.1, iterations=20, seed=3)
-    again = kmeans_prototypes(features, ratio=0.1, iterations=20, seed=3)
-    assert torch.equal(first, again)
-
-
-def test_kmeans_rejects_non_matrix_input() -> None:
-    with pytest.raises(ValueError, match=r"\[N, D\]"):
-        kmeans_prototypes(torch.rand(4, 3, 2))
-
-
-def test_build_prototypes_keeps_map_shape() -> None:
-    maps = [torch.rand(20, 4, 8, 8), torch.rand(20, 8, 4, 4)]
-    prototypes = build_prototypes(maps, ratio=0.1, iterations=5)
-    assert [tuple(p.shape) for p in prototypes] == [(2, 4, 8, 8), (2, 8, 4, 4)]
 
 
 def test_nearest_index_is_true_nearest_across_chunks() -> None:
@@ -124,25 +68,6 @@ def test_state_dict_round_trip_inside_a_parent_module() -> None:
     fresh = torch.nn.Sequential(torch.nn.Identity(), PrototypeBank(num_scales=2))
     fresh.load_state_dict(parent.state_dict())
     assert fresh[1].prototypes_1.shape == (3, 2, 2, 2)
-
-
-def test_greedy_coreset_picks_distinct_rows_and_keeps_the_outlier() -> None:
-    points = torch.cat(
-        [torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 0.1, torch.full((1, 4), 50.0)]
-    )
-    chosen = greedy_coreset_indices(points, 5, seed=1)
-    assert len(set(chosen.tolist())) == 5
-    assert 200 in chosen.tolist(), "k-center keeps the rare far-away pattern that k-means would average away"
-
-
-def test_greedy_coreset_covers_the_points_better_than_random() -> None:
-    points = torch.rand(500, 6, generator=torch.Generator().manual_seed(2))
-
-    def coverage(indices: torch.Tensor) -> float:
-        return float(torch.cdist(points, points[indices]).min(1).values.max())
-
-    random_pick = torch.randperm(500, generator=torch.Generator().manual_seed(2))[:25]
-    assert coverage(greedy_coreset_indices(points, 25, seed=2)) < coverage(random_pick)
 
 
 def test_patch_banks_are_location_vectors_sized_by_ratio_and_cap() -> None:
@@ -315,12 +240,3 @@ def test_nearest_prototype_is_chosen_in_float32_under_bf16_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         chosen = nearest_prototype_indices(queries, prototypes)
     assert chosen.tolist() == [3, 5, 0, 6]
-
-
-def test_kmeans_on_the_gpu_when_faiss_cannot_use_one_names_the_option_and_the_fix(monkeypatch) -> None:
-    from prn.models import prototypes
-
-    monkeypatch.setattr(prototypes, "faiss_gpu_available", lambda: False)
-    assert prototypes.kmeans_uses_gpu(None) is False
-    with pytest.raises(ValueError, match=r"callbacks.prototypes.use_gpu.*make install"):
-        kmeans_prototypes(torch.rand(10, 4), ratio=0.5, use_gpu=True)

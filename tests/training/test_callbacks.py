@@ -159,7 +159,7 @@ def test_prototypes_cluster_on_the_gpu_without_being_asked(monkeypatch):
     """On a GPU machine `make install` puts in faiss-gpu, and the callback's k-means (use_gpu unset) runs there."""
     import faiss
 
-    from prn.models.prototypes import faiss_gpu_available
+    from prn.models.kmeans import faiss_gpu_available
 
     assert faiss_gpu_available(), (
         f"faiss {faiss.__version__} sees no GPU although CUDA does: this is the faiss-cpu "

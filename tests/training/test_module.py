@@ -1,7 +1,7 @@
 import torch
 
 from prn.models import PRNet
-from prn.models.prototypes import build_prototypes
+from prn.models.kmeans import build_prototypes
 from prn.training.module import PRNModule
 
 

@@ -1,7 +1,7 @@
 """Multi-scale prototypes and residual representation (paper Sec. 3.1, Eq. 1).
 
 Prototypes are whole feature maps (L2 over the flattened c*h*w map), clustered with
-FAISS k-means to K = ratio * N normal images (10 % in the paper, 300 iterations),
+FAISS k-means (``kmeans.py``) to K = ratio * N normal images (10 % in the paper, 300 iterations),
 independently per scale, and frozen afterwards. ratio 1.0 means "no clustering":
 every normal feature map is a prototype (Table 6).
 
@@ -35,82 +35,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import faiss
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from prn.models.coreset import greedy_coreset_indices
+from prn.models.kmeans import number_of_prototypes
 
 NUM_SCALES = 3
 DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
 PATCH_CHUNK = 512  # bank vectors compared per matmul in patch matching (queries x 512 floats)
 MATCHES = ("image", "patch", "location")
 NO_SOURCE = -1  # a prototype that mixes several normal images (a k-means centroid): never excluded
-
-
-def number_of_prototypes(num_samples: int, ratio: float) -> int:
-    """K = max(1, round(ratio * N)); ratio must lie in (0, 1]."""
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"prototype ratio must be in (0, 1] (got {ratio}); the paper uses 0.1")
-    return max(1, round(ratio * num_samples))
-
-
-def faiss_gpu_available() -> bool:
-    """True where faiss is the GPU build (faiss-gpu: ``make install`` on a machine with an NVIDIA GPU) and sees a GPU."""
-    return torch.cuda.is_available() and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-
-
-def kmeans_uses_gpu(use_gpu: bool | None) -> bool:
-    """Whether k-means runs on a GPU: ``None`` (the default) = wherever faiss can use one."""
-    if use_gpu is None:
-        return faiss_gpu_available()
-    if use_gpu and not faiss_gpu_available():
-        raise ValueError(
-            "callbacks.prototypes.use_gpu=true, but faiss sees no GPU (the faiss-cpu build, or no CUDA "
-            "device): run `make install` on the GPU machine (it installs faiss-gpu), or leave use_gpu unset"
-        )
-    return use_gpu
-
-
-def kmeans_prototypes(
-    features: Tensor, ratio: float = 0.1, iterations: int = 300, seed: int = 0, use_gpu: bool | None = None
-) -> Tensor:
-    """Cluster N flattened feature maps [N, D] into K = round(ratio*N) prototypes [K, D].
-
-    FAISS initialises the centroids with randomly sampled feature maps, exactly the
-    paper's "K feature maps randomly sampled ... updated by k-means".
-    """
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise ValueError(f"features must be a non-empty [N, D] tensor, got shape {tuple(features.shape)}")
-    num_prototypes = number_of_prototypes(features.shape[0], ratio)
-    if ratio == 1.0:
-        return features.detach().clone()
-    data = np.ascontiguousarray(features.detach().cpu().to(torch.float32).numpy())
-    kmeans = faiss.Kmeans(
-        data.shape[1],
-        num_prototypes,
-        niter=iterations,
-        seed=seed,
-        gpu=kmeans_uses_gpu(use_gpu),
-        verbose=False,
-        max_points_per_centroid=max(256, data.shape[0]),
-    )
-    kmeans.train(data)
-    return torch.from_numpy(kmeans.centroids.copy()).to(features.device)
-
-
-def build_prototypes(
-    feature_maps: Sequence[Tensor],
-    ratio: float = 0.1,
-    iterations: int = 300,
-    seed: int = 0,
-    use_gpu: bool | None = None,
-) -> list[Tensor]:
-    """Per-scale k-means of [N, c, h, w] maps -> list of [K, c, h, w] prototypes."""
-    prototypes = []
-    for maps in feature_maps:
-        centroids = kmeans_prototypes(maps.flatten(1), ratio, iterations, seed, use_gpu)
-        prototypes.append(centroids.view(-1, *maps.shape[1:]))
-    return prototypes
 
 
 def prototype_sources(num_images: int, ratio: float) -> Tensor:
@@ -123,33 +58,6 @@ def prototype_sources(num_images: int, ratio: float) -> Tensor:
 def patch_vectors(maps: Tensor) -> Tensor:
     """``[N, c, h, w]`` maps as ``[N*h*w, c]`` location vectors."""
     return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
-
-
-def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection_dim: int = 128) -> Tensor:
-    """Indices of ``size`` rows chosen by greedy k-center selection (PatchCore's coreset).
-
-    Each step adds the row farthest from everything chosen so far, so rare normal
-    patterns are kept (k-means would average them away and flag them later). Distances
-    are taken on a seeded random projection when the rows are wider than ``projection_dim``.
-    """
-    size = min(size, vectors.shape[0])
-    generator = torch.Generator().manual_seed(seed)
-    points = vectors.float()
-    if points.shape[1] > projection_dim:
-        projection = torch.randn(points.shape[1], projection_dim, generator=generator) / projection_dim**0.5
-        points = points @ projection.to(points.device)
-    chosen = torch.empty(size, dtype=torch.long)
-    chosen[0] = int(torch.randint(points.shape[0], (1,), generator=generator))
-    norms = points.pow(2).sum(1)
-
-    def squared_distances(index: int) -> Tensor:  # ||p||^2 - 2 p.c + ||c||^2: one mat-vec, no [rows, dim] temporary
-        return (norms - 2.0 * (points @ points[index]) + norms[index]).clamp_(min=0.0)
-
-    nearest = squared_distances(int(chosen[0]))
-    for step in range(1, size):
-        chosen[step] = int(nearest.argmax())
-        nearest = torch.minimum(nearest, squared_distances(int(chosen[step])))
-    return chosen
 
 
 def build_patch_banks(

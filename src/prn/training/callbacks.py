@@ -16,8 +16,9 @@ import lightning as L
 import torch
 
 from prn.models import build_patch_banks, build_prototypes
+from prn.models.kmeans import kmeans_uses_gpu
 from prn.models.patch_memory import build_patch_memory, median_normal_distance
-from prn.models.prototypes import kmeans_uses_gpu, prototype_sources
+from prn.models.prototypes import prototype_sources
 
 log = logging.getLogger(__name__)
 
