@@ -91,23 +91,8 @@ def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root:
     finally:
         writer.close()
     seconds = time.perf_counter() - start
-    if writer.skipped:
-        log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
-    log.info(
-        "Scored %d images with %s in %.1f s (%.3f s/image incl. decoding and writing): %s",
-        writer.count,
-        inferencer.path,
-        seconds,
-        seconds / max(writer.count, 1),
-        writer.csv_path,
-    )
     return {
-        "images": writer.count,
-        "skipped": writer.skipped,
-        "scores_csv": str(writer.csv_path),
-        "seconds": round(seconds, 2),
-        "image_threshold": writer.image_threshold,
-        "threshold_source": writer.threshold.source(writer.calibration),
+        **writer.summary(seconds, inferencer.path),
         "checkpoint": str(source),
         "backend": backend,
         "model": str(inferencer.path),

@@ -110,22 +110,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     seconds = time.perf_counter() - start
-    log.info(
-        "Scored %d images in %.1f s (%.3f s/image incl. decoding and writing): %s",
-        writer.count,
-        seconds,
-        seconds / max(writer.count, 1),
-        writer.csv_path,
-    )
-    if writer.skipped:
-        log.warning("Skipped %d unreadable files (on_error=skip): %s", writer.skipped, writer.skipped_path)
     return {
-        "images": writer.count,
-        "skipped": writer.skipped,
-        "scores_csv": str(writer.csv_path),
-        "seconds": round(seconds, 2),
-        "image_threshold": writer.image_threshold,
-        "threshold_source": writer.threshold.source(writer.calibration),
+        **writer.summary(seconds),
         "checkpoint": str(ckpt),
     }
 

@@ -162,7 +162,6 @@ class PredictionWriter(BasePredictionWriter):
         self.count = 0
         self.skipped = 0
         self.calibration: Calibration | None = None
-        self.image_threshold: float | None = self.threshold.image_threshold(None)
         self._handle = None
         self._rows: csv.DictWriter | None = None
 
@@ -181,12 +180,38 @@ class PredictionWriter(BasePredictionWriter):
     def use_calibration(self, calibration: Calibration | None) -> None:
         """Thresholds of the checkpoint being run; ``threshold=auto`` without one decides nothing, with a warning."""
         self.calibration = calibration
-        self.image_threshold = self.threshold.image_threshold(calibration)
         if self.threshold.mode == "auto" and calibration is None:
             log.warning(
                 "threshold=auto but the checkpoint holds no calibration (trained with val_normals=0): "
                 "scores and maps only, no OK/NG decision. Retrain with val_normals=0.1 or pass threshold=<number>."
             )
+
+    @property
+    def image_threshold(self) -> float | None:
+        """The OK/NG image threshold in force: from ``threshold=`` and the model's calibration."""
+        return self.threshold.image_threshold(self.calibration)
+
+    def summary(self, seconds: float, model: str | Path | None = None) -> dict[str, Any]:
+        """Log what was scored (``model``: an exported file) and return the run's summary, the same for every backend."""
+        if self.skipped:
+            log.warning("Skipped %d unreadable files (on_error=skip): %s", self.skipped, self.skipped_path)
+        with_model = "" if model is None else f" with {model}"
+        log.info(
+            "Scored %d images%s in %.1f s (%.3f s/image incl. decoding and writing): %s",
+            self.count,
+            with_model,
+            seconds,
+            seconds / max(self.count, 1),
+            self.csv_path,
+        )
+        return {
+            "images": self.count,
+            "skipped": self.skipped,
+            "scores_csv": str(self.csv_path),
+            "seconds": round(seconds, 2),
+            "image_threshold": self.image_threshold,
+            "threshold_source": self.threshold.source(self.calibration),
+        }
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.close()

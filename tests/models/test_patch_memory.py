@@ -95,16 +95,19 @@ def test_bad_layers_and_empty_memory_say_what_to_do() -> None:
         PatchMemory()(_maps())
 
 
+MEMORY_NET = {
+    "encoder_weights": None,
+    "msa_depth": 1,
+    "prototype_match": "location",
+    "location_window": 1,
+    "location_candidates": 2,
+    "patch_memory": True,
+}
+
+
 def _net_with_memory() -> PRNet:
     torch.manual_seed(0)
-    net = PRNet(
-        encoder_weights=None,
-        msa_depth=1,
-        prototype_match="location",
-        location_window=1,
-        location_candidates=2,
-        patch_memory=True,
-    )
+    net = PRNet(**MEMORY_NET)
     features = net.prototype_features(torch.rand(3, 3, 128, 128))
     net.set_prototypes(build_prototypes(features, ratio=1.0), [torch.arange(3)] * 3)
     descriptors = net.patch_memory.descriptors(features)
@@ -126,14 +129,7 @@ def test_prnet_starts_as_plain_prn_and_learns_from_the_distance() -> None:
 
 def test_memory_travels_with_the_state_dict() -> None:
     net = _net_with_memory().eval()
-    restored = PRNet(
-        encoder_weights=None,
-        msa_depth=1,
-        prototype_match="location",
-        location_window=1,
-        location_candidates=2,
-        patch_memory=True,
-    ).eval()
+    restored = PRNet(**MEMORY_NET).eval()
     restored.load_state_dict(net.state_dict())
     images = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
