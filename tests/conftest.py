@@ -1,7 +1,9 @@
-"""Shared fixtures: composing prn's Hydra configs, and the GPU marker."""
+"""Shared fixtures: composing prn's Hydra configs, the tiny exported model, a headless browser, and the GPU marker."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from tiny_model import (
+    FORMATS,
+    TinyExports,
+    as_model_input,
+    calibration_between,
+    random_images,
+    save_checkpoint,
+    tiny_module,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -33,6 +44,38 @@ def compose_cfg() -> Compose:
 def tiny() -> list[str]:
     """Overrides of a tiny real run (``debug=tiny``), to extend with a test's own."""
     return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
+    """A tiny PRN checkpoint with calibrated thresholds (``tiny_model``), exported once per session in every format."""
+    from prn.tools.export import default_output, export_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny_exports")
+    module = tiny_module()
+    with torch.no_grad():
+        maps, scores = module.predict_maps_and_scores(as_model_input(random_images(6)))
+    module.calibration = calibration_between(scores.numpy(), maps.numpy())
+    checkpoint = save_checkpoint(module, folder / "last.ckpt")
+    models = {fmt: default_output(folder, fmt) for fmt in FORMATS}
+    for fmt, out in models.items():
+        export_checkpoint(checkpoint, out, format=fmt, max_batch=32)
+    return TinyExports(checkpoint, module, models)
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    """A headless Chromium's path; CI sets ``PRN_REQUIRE_BROWSER=1`` so that a missing one fails instead of skipping."""
+    found = next((path for path in map(shutil.which, BROWSERS) if path), None)
+    if found is None:
+        message = f"no headless browser found ({', '.join(BROWSERS)}); install one: apt-get install chromium"
+        if os.environ.get("PRN_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

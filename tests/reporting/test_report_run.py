@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from PIL import Image
 
 from prn.pipeline import train
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 PROBE = """<script>
 window.addEventListener("load", () => {
   const images = Array.from(document.images);
@@ -41,17 +38,6 @@ def tiny_run(tmp_path_factory, compose_cfg, tiny) -> Path:
     root = tmp_path_factory.mktemp("report_run")
     train(compose_cfg("train", [*tiny, f"paths.output_dir={root / 'run'}", f"paths.data_dir={root / 'data'}"]))
     return root / "run"
-
-
-@pytest.fixture(scope="module")
-def browser() -> str:
-    found = next((path for path in map(shutil.which, BROWSERS) if path), None)
-    if found is None:
-        message = f"no headless browser found ({', '.join(BROWSERS)}); install one: apt-get install chromium"
-        if os.environ.get("PRN_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def run_browser(browser: str, *arguments: str) -> subprocess.CompletedProcess:

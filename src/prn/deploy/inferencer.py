@@ -16,7 +16,7 @@ export; an export without them gives scores and maps only (``is_anomalous`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -95,11 +95,14 @@ class Inferencer:
         """Predictions one by one, run ``batch_size`` images at a time: for folders too large to hold every map."""
         stream = enumerate(expand_inputs(inputs))
         while batch := [prepare(image, self.image_size, index) for index, image in islice(stream, self.batch_size)]:
-            maps, scores = self.run(np.stack([item.pixels for item in batch]))
-            yield from (
-                self._result(item, anomaly_map[0], float(score))
-                for item, anomaly_map, score in zip(batch, maps, scores)
-            )
+            yield from self.predict_prepared(batch)
+
+    def predict_prepared(self, batch: Sequence[PreparedImage]) -> list[Prediction]:
+        """Predictions for images already at the model's size (:func:`prn.deploy.images.prepare`), run as one batch."""
+        maps, scores = self.run(np.stack([item.pixels for item in batch]))
+        return [
+            self._result(item, anomaly_map[0], float(score)) for item, anomaly_map, score in zip(batch, maps, scores)
+        ]
 
     def _result(self, item: PreparedImage, anomaly_map: np.ndarray, score: float) -> Prediction:
         native_map = native_size_map(anomaly_map, item.native_size)

@@ -1,7 +1,8 @@
 """One small adapter per runtime: load an exported file, run ``images -> (maps, scores)``.
 
 Each runtime is imported only when its format is opened, so an install carries just the one
-it uses (``prn-deploy[onnx]``, ``[openvino]`` or ``[torch]``). Every adapter takes float32
+it uses (``prn-deploy[onnx]``, ``[openvino]`` or ``[torch]``). A training checkpoint (``.ckpt``)
+runs too, through prn's own model code: that needs the full ``prn`` install, not ``prn-deploy``. Every adapter takes float32
 ``[B, 3, H, W]`` RGB in ``[0, 1]`` and returns float32 maps ``[B, 1, H, W]`` and scores ``[B]``.
 """
 
@@ -14,11 +15,12 @@ import numpy as np
 
 from prn.deploy.metadata import METADATA_FILE, METADATA_KEY
 
-FORMAT_BY_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch"}
+FORMAT_BY_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch", ".ckpt": "checkpoint"}
 INSTALL_HINT = {
     "onnx": "pip install 'prn-deploy[onnx]' (or onnxruntime)",
     "openvino": "pip install 'prn-deploy[openvino]' (or openvino)",
     "torch": "pip install 'prn-deploy[torch]' (or torch)",
+    "checkpoint": "install the full prn package (a checkpoint runs prn's own model code), or prn-export it to ONNX",
 }
 # OpenVINO's CPU plugin runs in bfloat16 by default where the CPU supports it; measured on
 # MVTec bottle that moved map values by up to 0.1. float32 keeps the exported model's answers.
@@ -108,4 +110,35 @@ class TorchExportModel:
         return maps.numpy(), scores.numpy()
 
 
-RUNTIMES = {"onnx": OnnxRuntimeModel, "openvino": OpenVinoModel, "torch": TorchExportModel}
+class CheckpointModel:
+    """A training checkpoint (``.ckpt``) in eager PyTorch: the model of evaluation, with the metadata an export would carry."""
+
+    def __init__(self, path: Path) -> None:
+        import json
+
+        import torch
+
+        from prn.checkpoints import module_from_checkpoint, training_image_size
+        from prn.models import AnomalyScorer
+        from prn.tools.export import export_metadata
+
+        module = module_from_checkpoint(path).eval()
+        hparams = module.hparams
+        self.scorer = AnomalyScorer(module.net, hparams.top_k, hparams.get("map_sigma", 0.0)).eval()
+        image_size = training_image_size(module, path)
+        metadata = export_metadata(module, path, image_size, "checkpoint", "fp32", max_batch=1024)
+        self.metadata_json = json.dumps(metadata, default=str)
+        self._torch = torch
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.inference_mode():
+            maps, scores = self.scorer(self._torch.from_numpy(images))
+        return maps.numpy(), scores.numpy()
+
+
+RUNTIMES = {
+    "onnx": OnnxRuntimeModel,
+    "openvino": OpenVinoModel,
+    "torch": TorchExportModel,
+    "checkpoint": CheckpointModel,
+}

@@ -1,4 +1,4 @@
-"""The tiny PRN of the deploy tests: the real network, small and fast to export, with maps that spread.
+"""The tiny PRN of the deploy and serve tests: the real network, small and fast to export, with maps that spread.
 
 The network is the real one (encoder, prototypes, fusion, attention, decoder) at 128 x 256
 with one MSA block per scale, so that an export takes seconds, not minutes. Its last
