@@ -39,13 +39,14 @@ def predict_main(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def export_main(cfg: DictConfig) -> None:
-    from prn.checkpoints import existing_checkpoint
-    from prn.tools.export import default_output, export_checkpoint
+    from prn.checkpoints import readable_checkpoint
+    from prn.tools.export import check_export_options, default_output, export_checkpoint
 
     out = default_output(Path(cfg.paths.output_dir), cfg.format) if cfg.out is None else Path(cfg.out)
-    metadata = export_checkpoint(
-        existing_checkpoint(cfg.ckpt_path, "ckpt_path"), out, cfg.format, cfg.max_batch, cfg.precision
-    )
+    check_export_options(out, cfg.format, cfg.precision)  # every bad option fails before the checkpoint is read
+    trusted = cfg.get("trust_checkpoint", False)
+    ckpt = readable_checkpoint(cfg.ckpt_path, "ckpt_path", trusted)
+    metadata = export_checkpoint(ckpt, out, cfg.format, cfg.max_batch, cfg.precision, trusted)
     calibrated = "calibrated thresholds" if metadata["calibration"] else "no calibration (scores and maps only)"
     print(
         f"wrote {out} ({cfg.format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "

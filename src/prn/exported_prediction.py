@@ -38,7 +38,7 @@ def checked_backend(value: str) -> str:
     return value
 
 
-def exported_model(source: Path, backend: str, output_dir: Path) -> Path:
+def exported_model(source: Path, backend: str, output_dir: Path, trusted: bool = False) -> Path:
     """``source`` when it is already an export for ``backend``; otherwise ``source`` exported into ``output_dir``."""
     if source.suffix.lower() in FORMAT_SUFFIX.values():
         if model_format(source) != backend:
@@ -49,7 +49,7 @@ def exported_model(source: Path, backend: str, output_dir: Path) -> Path:
         return source
     out = default_output(output_dir, backend)
     start = time.perf_counter()
-    export_checkpoint(source, out, format=backend)
+    export_checkpoint(source, out, format=backend, trusted=trusted)
     log.info(
         "Exported %s as %s in %.1f s: %s (pass it as ckpt_path= next time)",
         source,
@@ -74,7 +74,8 @@ def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root:
     """Score ``files`` with the ``cfg.backend`` export of ``source``, batch by batch, through the configured writer."""
     backend = checked_backend(cfg.backend)
     writer = prediction_writer(cfg)
-    inferencer = Inferencer(exported_model(source, backend, Path(cfg.paths.output_dir)), batch_size=cfg.batch_size)
+    model = exported_model(source, backend, Path(cfg.paths.output_dir), cfg.get("trust_checkpoint", False))
+    inferencer = Inferencer(model, batch_size=cfg.batch_size)
     loader = DataLoader(
         ImageFileSet(files, root, inferencer.image_size, cfg.on_error),
         batch_size=cfg.batch_size,

@@ -19,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold, report_at_threshold
-from prn.checkpoints import existing_checkpoint, install_saved_prototypes, module_from_checkpoint, training_image_size
+from prn.checkpoints import (
+    existing_checkpoint,
+    install_saved_prototypes,
+    module_from_checkpoint,
+    readable_checkpoint,
+    training_image_size,
+)
 from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.reporting.report import write_run_report
 from prn.training import PRNModule, PrototypeCallback, TrainingTimer
@@ -34,16 +40,18 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit PRN (or go on from ``resume=``), then test the weights of the last step (never a test-selected epoch)."""
     run_dir = Path(cfg.paths.output_dir)
-    resume = None if cfg.get("resume") is None else existing_checkpoint(cfg.resume, "resume")
+    trusted = cfg.get("trust_checkpoint", False)
+    resume = None if cfg.get("resume") is None else readable_checkpoint(cfg.resume, "resume", trusted)
     print_and_save_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     start = time.perf_counter()
     datamodule = build_datamodule(cfg.dataset.datamodule, run_dir)
+    datamodule.check_fit_inputs()  # a missing DTD folder fails now, not after minutes of decoding and foregrounds
     module = build_module(cfg)
     if resume is not None:
-        install_saved_prototypes(module, resume)
+        install_saved_prototypes(module, resume, trusted)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=not trusted)
     train_seconds = time.perf_counter() - start
     if cfg.get("select_score", False):
         select_score(module, datamodule)
@@ -69,11 +77,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint; architecture, prototypes and weights all come from the file."""
     run_dir = Path(cfg.paths.output_dir)
-    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
+    trusted = cfg.get("trust_checkpoint", False)
+    ckpt = readable_checkpoint(cfg.ckpt_path, "ckpt_path", trusted)
     threshold = parse_threshold(cfg.get("threshold", "auto"))
     print_and_save_config(cfg, run_dir)
     start = time.perf_counter()
-    saved = module_from_checkpoint(ckpt)
+    saved = module_from_checkpoint(ckpt, trusted)
     data_config = dict(saved.hparams.data_config)
     dataset_name = data_config.pop("name")
     overrides = {key: cfg[key] for key in ("root", "category") if cfg.get(key) is not None}
@@ -94,7 +103,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         from prn.exported_prediction import predict_exported
 
         return predict_exported(cfg, ckpt, files, root)
-    module = module_from_checkpoint(ckpt)
+    module = module_from_checkpoint(ckpt, cfg.get("trust_checkpoint", False))
     loader = DataLoader(
         ImageFileSet(files, root, training_image_size(module, ckpt), cfg.on_error),
         batch_size=cfg.batch_size,

@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import torch
 from prn.data.base import AnomalyDataModule, resolve_num_workers
 from prn.data.errors import DatasetError
 from prn.data.eval_set import ShardSampler
+from prn.data.generation import SimulatedAnomalySource
 from prn.data.mvtec import MVTecDataModule, scan_mvtec
 from prn.data.records import DatasetSplit
 
@@ -145,6 +147,37 @@ def test_foreground_fn_is_used_for_objects_only(mvtec_root):
 def test_foreground_fn_with_wrong_output_is_rejected(mvtec_root):
     with pytest.raises(DatasetError, match=r"dataset\.foreground returned 1 masks for 12 images"):
         _module(mvtec_root, foreground=lambda images, category: [np.ones((128, 128), bool)]).setup("fit")
+
+
+def _with_simulated_anomalies(root: Path, dtd_dir: Path, hea: bool = True) -> MVTecDataModule:
+    """``generation.hea`` as the config builds it, with a foreground function that must not run before the check."""
+
+    def foreground(images, category):
+        raise AssertionError("foreground estimation ran before the DTD folder was checked")
+
+    factory = partial(SimulatedAnomalySource, dtd_dir=str(dtd_dir), use_heterologous=hea, use_homologous=True)
+    composition = {"normal": 0.5, "seen": 0.25, "sa": 0.25}
+    return _module(root, composition=composition, generators={"sa": factory}, foreground=foreground)
+
+
+def test_a_missing_or_empty_dtd_folder_fails_fit_before_any_image_is_decoded(mvtec_root, tmp_path):
+    """Foreground estimation took 86 s on MVTec before HEA found no DTD folder."""
+    module = _with_simulated_anomalies(mvtec_root, tmp_path / "no_dtd")
+    with pytest.raises(FileNotFoundError, match=r"generation\.dtd_dir=.*no_dtd does not exist; point"):
+        module.check_fit_inputs()
+    with pytest.raises(FileNotFoundError, match=r"generation\.dtd_dir=.*no_dtd does not exist"):
+        module.setup("fit")
+    assert module._split is None, "the check comes before the dataset is even scanned"
+    (tmp_path / "empty_dtd" / "banded").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"empty_dtd holds no images"):
+        _with_simulated_anomalies(mvtec_root, tmp_path / "empty_dtd").check_fit_inputs()
+
+
+def test_the_dtd_folder_is_not_needed_with_hea_off_or_to_test(mvtec_root, tmp_path):
+    _with_simulated_anomalies(mvtec_root, tmp_path / "no_dtd", hea=False).check_fit_inputs()
+    module = _with_simulated_anomalies(mvtec_root, tmp_path / "no_dtd")  # evaluation rebuilds the training config
+    module.setup("test")
+    assert len(module.test_dataloader().dataset) == 7
 
 
 def test_test_loader_items(mvtec_root):

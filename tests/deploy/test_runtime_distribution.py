@@ -21,6 +21,14 @@ RUNTIME_MODULES = {
     "prn/deploy/inferencer.py",
     "prn/deploy/metadata.py",
     "prn/deploy/runtimes.py",
+    "prn/serve/__init__.py",
+    "prn/serve/__main__.py",
+    "prn/serve/app.py",
+    "prn/serve/batching.py",
+    "prn/serve/decisions.py",
+    "prn/serve/page.html",
+    "prn/serve/service.py",
+    "prn/serve/uploads.py",
 }
 
 
@@ -69,6 +77,17 @@ def test_the_runtime_wheel_holds_only_the_torch_free_modules_and_scores_with_the
         f"assert prn.deploy.__file__.startswith({str(tmp_path / 'site')!r}), prn.deploy.__file__\n"
         f"prediction = prn.deploy.Inferencer({str(tiny_exports.models['onnx'])!r}).predict(np.zeros((40, 50, 3), np.uint8))[0]\n"
         "print(prediction.score, prediction.is_anomalous, prediction.defect_mask.shape)\n"
+        # prn-serve from the same wheel: the service scores a PNG without torch
+        "import io, PIL.Image, prn.serve.app as app, prn.serve.decisions as d, prn.serve.service as s\n"
+        "from prn.serve.batching import BatchingOptions\n"
+        "from prn.serve.uploads import UploadLimits\n"
+        "from fastapi.testclient import TestClient\n"
+        f"service = s.InspectionService(prn.deploy.Inferencer({str(tiny_exports.models['onnx'])!r}), "
+        f"d.DecisionLog({str(tmp_path / 'log.sqlite')!r}))\n"
+        "png = io.BytesIO(); PIL.Image.new('RGB', (50, 40)).save(png, 'PNG')\n"
+        "with TestClient(app.create_app(service, UploadLimits(), BatchingOptions())) as client:\n"
+        "    answer = client.post('/v1/score', content=png.getvalue(), headers={'Content-Type': 'image/png'})\n"
+        "print(answer.status_code, answer.json()['decision'])\n"
     )
     path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
     done = subprocess.run(
@@ -80,3 +99,4 @@ def test_the_runtime_wheel_holds_only_the_torch_free_modules_and_scores_with_the
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[2] == "(40," and done.stdout.split()[1] in ("True", "False")
+    assert done.stdout.split()[-2] == "200" and done.stdout.split()[-1] in ("OK", "NG")

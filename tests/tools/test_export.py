@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prn.calibration import Calibration
+from prn.cli import export_main
 from prn.models import PRNet
 from prn.tools.export import METADATA_FILE, check_export_options, default_output, export_checkpoint
 from prn.training.module import PRNModule
@@ -68,3 +69,15 @@ def test_options_that_cannot_work_together_fail_before_anything_is_exported(tmp_
     with pytest.raises(ValueError, match=message):
         check_export_options(tmp_path / out, fmt, precision)
     assert default_output(tmp_path, "openvino") == tmp_path / "prn.xml"
+
+
+def test_prn_export_names_the_formats_and_precisions_before_reading_the_checkpoint(tmp_path, compose_cfg):
+    """``prn-export format=tensorrt`` ended in ``KeyError: 'tensorrt'`` from the default output name."""
+    cfg = compose_cfg(
+        "export", [f"ckpt_path={tmp_path / 'nope.ckpt'}", "format=tensorrt", f"paths.output_dir={tmp_path}"]
+    )
+    listed = r"torch \(precision=fp32\); onnx \(precision=fp32\); openvino \(precision=fp32 or fp16\)"
+    with pytest.raises(
+        ValueError, match=rf"format='tensorrt' is not one of \['torch', 'onnx', 'openvino'\]: pass one of {listed}"
+    ):
+        export_main.__wrapped__(cfg)

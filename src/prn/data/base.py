@@ -235,9 +235,20 @@ class AnomalyDataModule(LightningDataModule):
         found = self.scanner(self.root, self.category)
         return resolve_split(found, self.seen_from, self.num_seen_anomalies, self.seed, self.val_normals)
 
+    def check_fit_inputs(self) -> None:
+        """Fail now on a missing input of a generator that batches draw from (a DTD folder), not after the
+        minutes of decoding and foreground estimation that building the generators waits for.
+
+        Not in the constructor: evaluation rebuilds the training datamodule and never generates anything.
+        """
+        for name, factory in self.generators.items():
+            if self.composition.get(name, 0.0) > 0:
+                check_source_inputs(factory)
+
     def _setup_fit(self) -> None:
         if self._train_set is not None:
             return
+        self.check_fit_inputs()
         split = self.split
         normal_images, _ = self._decode(split.train_normal, with_masks=False)
         seen_images, seen_masks = self._decode(split.seen, with_masks=True)
@@ -313,6 +324,17 @@ class AnomalyDataModule(LightningDataModule):
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return path.as_posix()
+
+
+def check_source_inputs(factory: SourceFactory) -> None:
+    """Call ``check_inputs`` of the class a generator factory builds, with the factory's options, if it has one.
+
+    Generators are configured as partials (``_partial_: true``) and called only with the decoded pool;
+    a class defines ``check_inputs(**options)`` to fail on its other inputs before that.
+    """
+    check = getattr(getattr(factory, "func", factory), "check_inputs", None)
+    if check is not None:
+        check(**getattr(factory, "keywords", {}))
 
 
 def resolve_num_workers(value: int | str) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 import prn
-from prn.checkpoints import module_from_checkpoint, training_image_size
+from prn.checkpoints import module_from_checkpoint, read_checkpoint, training_image_size
 from prn.deploy.metadata import METADATA_FILE, METADATA_KEY, SCHEMA_VERSION
 from prn.models import AnomalyScorer
 from prn.models.encoder import IMAGENET_MEAN, IMAGENET_STD
@@ -37,14 +37,22 @@ ONNX_OPSET = 18
 
 
 def export_checkpoint(
-    ckpt: Path, out: Path, format: str = "torch", max_batch: int = 1024, precision: str = "fp32"
+    ckpt: Path,
+    out: Path,
+    format: str = "torch",
+    max_batch: int = 1024,
+    precision: str = "fp32",
+    trusted: bool = False,
 ) -> dict[str, Any]:
-    """Write ``ckpt`` as ``format`` to ``out`` and return the metadata stored inside it."""
+    """Write ``ckpt`` as ``format`` to ``out`` and return the metadata stored inside it.
+
+    ``trusted`` loads a checkpoint that holds code (``trust_checkpoint=true``, see :mod:`prn.checkpoints`).
+    """
     check_export_options(out, format, precision)
-    module = module_from_checkpoint(ckpt).eval()
+    module = module_from_checkpoint(ckpt, trusted).eval()
     image_size = training_image_size(module, ckpt)
     scorer = AnomalyScorer(module.net, module.hparams.top_k, module.hparams.get("map_sigma", 0.0)).eval()
-    metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch)
+    metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch, trusted)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, *image_size)
     with torch.no_grad():
@@ -54,13 +62,20 @@ def export_checkpoint(
 
 def default_output(output_dir: Path, format: str) -> Path:
     """``<output_dir>/prn.onnx`` (``.xml``, ``.pt2``): the inferencer picks the runtime by this suffix."""
-    return output_dir / f"prn{FORMAT_SUFFIX[format]}"
+    return output_dir / f"prn{FORMAT_SUFFIX[checked_format(format)]}"
+
+
+def checked_format(format: str) -> str:
+    """``format`` when prn exports to it, else an error listing every format with its precisions."""
+    if format not in FORMAT_SUFFIX:
+        choices = "; ".join(f"{name} (precision={' or '.join(PRECISIONS[name])})" for name in FORMAT_SUFFIX)
+        raise ValueError(f"format={format!r} is not one of {list(FORMAT_SUFFIX)}: pass one of {choices}")
+    return format
 
 
 def check_export_options(out: Path, format: str, precision: str) -> None:
     """Fail before the (slow) export on a format, precision or file name that cannot work together."""
-    if format not in FORMAT_SUFFIX:
-        raise ValueError(f"format={format!r} is not one of {list(FORMAT_SUFFIX)}")
+    checked_format(format)
     if precision not in PRECISIONS[format]:
         raise ValueError(
             f"precision={precision!r} is not available for format={format}: use one of {list(PRECISIONS[format])}"
@@ -73,7 +88,13 @@ def check_export_options(out: Path, format: str, precision: str) -> None:
 
 
 def export_metadata(
-    module: PRNModule, ckpt: Path, image_size: tuple[int, int], format: str, precision: str, max_batch: int
+    module: PRNModule,
+    ckpt: Path,
+    image_size: tuple[int, int],
+    format: str,
+    precision: str,
+    max_batch: int,
+    trusted: bool = False,
 ) -> dict[str, Any]:
     """What the deployed model must know: its input contract, scoring, thresholds and where it came from."""
     height, width = image_size
@@ -104,7 +125,7 @@ def export_metadata(
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "applied": "inside the model"},
         },
         "calibration": None if calibration is None else calibration.to_dict(),
-        "training": training_summary(module, ckpt),
+        "training": training_summary(module, ckpt, trusted),
         "exported": {
             "prn": prn.__version__,
             "torch": torch.__version__,
@@ -113,10 +134,10 @@ def export_metadata(
     }
 
 
-def training_summary(module: PRNModule, ckpt: Path) -> dict[str, Any]:
+def training_summary(module: PRNModule, ckpt: Path, trusted: bool = False) -> dict[str, Any]:
     """Dataset, network, encoder, prototypes, steps and (when the run directory has them) test metrics."""
     data = module.hparams.get("data_config") or {}
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    saved = read_checkpoint(ckpt, trusted=trusted)
     bank = module.net.prototypes
     summary = {
         "checkpoint": str(ckpt),

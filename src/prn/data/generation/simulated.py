@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -139,6 +140,15 @@ class SimulatedAnomalySource:
         self.texture_ops = texture_ops()
         self.homologous_ops = homologous_color_ops()
         self.usage: Counter[str] = Counter()
+
+    @staticmethod
+    def check_inputs(dtd_dir: str | None = None, use_heterologous: bool = True, **_: Any) -> None:
+        """With HEA on, the DTD folder's error (unset, missing, no images) before the pool is decoded.
+
+        The datamodule calls it with the configured options (``check_source_inputs``) at the start of training.
+        """
+        if use_heterologous:
+            list_textures(dtd_dir)
 
     def __call__(self, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
