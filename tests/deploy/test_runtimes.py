@@ -63,3 +63,14 @@ def test_unknown_suffix_missing_file_and_missing_runtime_say_what_to_do(tiny_exp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on a PC without it: the import fails
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'prn-deploy\[onnx\]'"):
         Inferencer(tiny_exports.models["onnx"])
+
+
+def test_a_checkpoint_runs_through_the_inferencer_like_its_export(tiny_exports):
+    """prn-serve and prn-infer take a .ckpt too: the checkpoint's model, with the metadata an export would carry."""
+    from_checkpoint, exported = Inferencer(tiny_exports.checkpoint), Inferencer(tiny_exports.models["onnx"])
+    assert from_checkpoint.format == "checkpoint" and from_checkpoint.image_size == exported.image_size
+    assert from_checkpoint.calibration == exported.calibration is not None
+    images = torch.rand(3, 3, *TINY_SIZE, generator=torch.Generator().manual_seed(3)).numpy()
+    (maps, scores), (export_maps, export_scores) = from_checkpoint.run(images), exported.run(images)
+    np.testing.assert_allclose(maps, export_maps, rtol=0, atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(scores, export_scores, rtol=0, atol=PARITY_TOLERANCE)

@@ -44,14 +44,16 @@ def part_images() -> list[bytes]:
 
 @pytest.fixture
 def make_client(tiny_exports, tmp_path) -> Iterator[Callable[..., TestClient]]:
-    """``make_client(max_batch=8, keep_ng=None)``: the app on the tiny ONNX model with a fresh decision log."""
+    """``make_client(max_batch=8, keep_ng=None, max_queue=16)``: the app on the tiny ONNX model with a fresh decision log."""
     clients = []
 
-    def make(max_batch: int = 8, keep_ng: Path | None = None, limits: UploadLimits = SMALL_LIMITS) -> TestClient:
+    def make(
+        max_batch: int = 8, keep_ng: Path | None = None, limits: UploadLimits = SMALL_LIMITS, max_queue: int = 16
+    ) -> TestClient:
         service = InspectionService(
             Inferencer(tiny_exports.models["onnx"]), DecisionLog(tmp_path / f"log{len(clients)}.sqlite"), keep_ng
         )
-        client = TestClient(create_app(service, limits, BatchingOptions(max_batch, 0.01, 16)))
+        client = TestClient(create_app(service, limits, BatchingOptions(max_batch, 0.01, max_queue)))
         clients.append(client.__enter__())
         return client
 

@@ -5,10 +5,13 @@ This table is the one in docs/deploy.md (``prn-serve``): input -> status -> mess
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from test_uploads import png, png_claiming
 
-from prn.serve.service import MAX_PART_ID
+from prn.serve.service import MAX_PART_ID, InspectionService
 
 CASES = [
     # (id, body, content type, query, status, words in the message)
@@ -46,3 +49,26 @@ def test_bad_input_is_refused_with_a_reason_and_the_next_request_is_served(
     good = client.post("/v1/score", content=part_images[0], headers={"Content-Type": "image/png"})
     assert good.status_code == 200
     assert client.get("/v1/stats").json()["decisions_logged"] == 1  # refused requests decide nothing
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_the_service_goes_on(make_client, part_images, monkeypatch):
+    real = InspectionService.score_batch
+
+    def slow_model(self, jobs):  # the real batch, made slower than requests arrive
+        time.sleep(0.3)
+        return real(self, jobs)
+
+    monkeypatch.setattr(InspectionService, "score_batch", slow_model)
+    client = make_client(max_batch=1, max_queue=1)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda data: client.post("/v1/score", content=data, headers={"Content-Type": "image/png"}),
+                part_images + part_images[:2],
+            )
+        )
+    busy = [a for a in answers if a.status_code == 503]
+    served = [a for a in answers if a.status_code == 200]
+    assert busy and served and len(busy) + len(served) == 8
+    assert busy[0].headers["Retry-After"] == "1" and "retry in a second" in busy[0].json()["error"]
+    assert client.get("/v1/stats").json()["decisions_logged"] == len(served)

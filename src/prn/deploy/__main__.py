@@ -20,7 +20,9 @@ CSV_FIELDS = ("path", "score", "normalized_score", "decision", "defect_pixels")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m prn.deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="model written by prn-export: .onnx, .xml (OpenVINO) or .pt2")
+    parser.add_argument(
+        "model", type=Path, help="model written by prn-export (.onnx, .xml, .pt2), or a training checkpoint (.ckpt)"
+    )
     parser.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
     parser.add_argument("--csv", type=Path, help="also write the results to this CSV file")
     parser.add_argument("--batch-size", type=int, default=16)
