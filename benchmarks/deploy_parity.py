@@ -24,7 +24,7 @@ from prn.checkpoints import module_from_checkpoint
 from prn.deploy import Inferencer
 from prn.deploy.images import prepare
 from prn.metrics import AnomalyMetrics
-from prn.pipeline import build_datamodule
+from prn.utils.instantiation import build_datamodule
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap")
 

@@ -14,9 +14,10 @@ from prn.checkpoints import install_saved_prototypes, module_from_checkpoint
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
-from prn.pipeline import build_module, evaluate, predict, print_lightning_messages_once, train
+from prn.pipeline import evaluate, train
+from prn.prediction.job import predict
 from prn.utils.hardware import training_precision
-from prn.utils.instantiation import instantiate_group
+from prn.utils.instantiation import build_module, instantiate_group, print_lightning_messages_once
 
 
 @pytest.fixture(scope="module")

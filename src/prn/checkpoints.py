@@ -1,6 +1,6 @@
 """Checkpoint I/O shared by the jobs (train's resume, evaluate, predict) and the exporter.
 
-Below every job module: nothing here imports ``prn.pipeline``, ``prn.exported_prediction`` or
+Below every job module: nothing here imports ``prn.pipeline``, ``prn.prediction`` or
 ``prn.tools``, so they can all import it without a cycle.
 
 Checkpoints load with ``weights_only=True``: unpickling may call any function a file names, so a

@@ -32,7 +32,7 @@ def eval_main(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
 def predict_main(cfg: DictConfig) -> None:
-    from prn.pipeline import predict
+    from prn.prediction.job import predict
 
     predict(cfg)
 

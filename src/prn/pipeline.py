@@ -1,8 +1,8 @@
-"""Train-then-test, evaluate-a-checkpoint and predict-on-new-images jobs, driven by a composed Hydra config.
+"""Train-then-test and evaluate-a-checkpoint jobs, driven by a composed Hydra config (predict: :mod:`prn.prediction.job`).
 
 Every object of a run is built from the config by ``_target_`` (datamodule, module with its
-network, loss and optimiser, callbacks, loggers, trainer); these functions only wire them:
-instantiate, fit, test, report. ``prn.cli`` (``prn-train``, ``src/train.py``, ...) wraps
+network, loss and optimiser, callbacks, loggers, trainer; :mod:`prn.utils.instantiation`);
+these functions only wire them: instantiate, fit, test, report. ``prn.cli`` (``prn-train``, ``src/train.py``, ...) wraps
 them in ``hydra.main``; tests call them directly with ``hydra.compose``.
 """
 
@@ -13,25 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold, report_at_threshold
 from prn.checkpoints import (
-    existing_checkpoint,
     install_saved_prototypes,
     module_from_checkpoint,
     readable_checkpoint,
-    training_image_size,
 )
-from prn.prediction import ImageFileSet, PredictionWriter, collect_images
 from prn.reporting.report import write_run_report
 from prn.training import PRNModule, PrototypeCallback, TrainingTimer
 from prn.utils.config_tree import print_and_save_config
-from prn.utils.hardware import training_precision
-from prn.utils.instantiation import find_callback, instantiate_group
+from prn.utils.instantiation import build_datamodule, build_module, build_trainer, find_callback, instantiate_group
 from prn.utils.results import print_results, provenance, write_results
 
 log = logging.getLogger(__name__)
@@ -94,37 +88,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)}, threshold)
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Score new images with a checkpoint through Lightning's predict loop; the writer callback fills the run directory."""
-    ckpt = existing_checkpoint(cfg.ckpt_path, "ckpt_path")
-    parse_threshold(cfg.get("threshold", "auto"))  # a bad threshold= fails before any image is read
-    files, root = collect_images(cfg.input, cfg.on_error)
-    if cfg.get("backend", "torch") != "torch":  # the forward pass in an exported model: ONNX Runtime or OpenVINO
-        from prn.exported_prediction import predict_exported
-
-        return predict_exported(cfg, ckpt, files, root)
-    module = module_from_checkpoint(ckpt, cfg.get("trust_checkpoint", False))
-    loader = DataLoader(
-        ImageFileSet(files, root, training_image_size(module, ckpt), cfg.on_error),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        shuffle=False,
-    )
-    trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
-    writer = find_callback(trainer, PredictionWriter)
-    if writer is None:
-        raise ValueError(
-            "callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)"
-        )
-    start = time.perf_counter()
-    trainer.predict(module, dataloaders=loader, return_predictions=False)
-    seconds = time.perf_counter() - start
-    return {
-        **writer.summary(seconds),
-        "checkpoint": str(ckpt),
-    }
-
-
 def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     """Choose map smoothing and top-k on held-out normals and anomalies generated on them; keep the configured ones without."""
     loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
@@ -168,36 +131,6 @@ def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) 
         else f" (FPR {fpr:g} is below 1/{calibration.num_images}: the threshold is the largest held-out score)",
     )
     return calibration
-
-
-def build_datamodule(config: DictConfig | dict[str, Any], run_dir: Path) -> L.LightningDataModule:
-    """The configured datamodule, writing its split file into the run directory."""
-    return hydra.utils.instantiate(config, output_dir=str(run_dir), _convert_="partial")
-
-
-def build_module(cfg: DictConfig) -> PRNModule:
-    """``cfg.model`` instantiated (network, loss, optimiser partial), remembering the data config for evaluation."""
-    data_config = {"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)}
-    module_factory = hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="partial")
-    return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
-
-
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
-    """The configured Lightning trainer with these callbacks and the configured loggers (none: no logger)."""
-    loggers = instantiate_group(cfg.get("logger"))
-    print_lightning_messages_once()
-    precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision)
-
-
-def print_lightning_messages_once() -> None:
-    """Leave Lightning's messages to the root handlers where they exist (Hydra's console and log file).
-
-    ``import lightning`` adds its own console handler to the ``lightning`` logger, so under Hydra
-    every Lightning line was printed twice; without root handlers (a notebook) it stays.
-    """
-    if logging.getLogger().hasHandlers():
-        logging.getLogger("lightning").handlers.clear()
 
 
 def _report(

@@ -1,22 +1,15 @@
-"""Run a trained checkpoint on new images: OK/NG decisions, scores, anomaly maps, defect masks and overlays on disk.
+"""What a prediction writes: one ``scores.csv`` row per image, its map, overlay and defect mask at native size.
 
-The engineer's loop after training: point ``src/predict.py`` at a file, a folder (searched
-recursively) or a glob, and get one CSV row per image plus, per image, the anomaly map
-as a 16-bit PNG, a heat-map overlay and (with a pixel threshold) the binary defect mask,
-all at the image's native size. Decisions use the checkpoint's calibrated thresholds
-(``prn.calibration``) unless a number overrides the image threshold. Images are resized
-to the checkpoint's training size exactly as training and testing resized them.
-Lightning's predict loop runs the model (``PRNModule.predict_step``); :class:`PredictionWriter`
-is the ``BasePredictionWriter`` that writes each batch as it arrives.
-
-A production folder may hold a broken file: by default that stops the run naming the file
-(``on_error=fail``); ``on_error=skip`` writes it to ``skipped.csv`` with the reason and goes on.
+:class:`PredictionWriter` has an API of its own (``start``, ``write_batch``, ``close``,
+``summary``) that both backends drive: Lightning's predict loop through the
+``BasePredictionWriter`` hooks (the checkpoint in PyTorch), and the exported backend directly.
+Decisions use the model's calibrated thresholds (:mod:`prn.calibration`) unless a number
+overrides the image threshold.
 """
 
 from __future__ import annotations
 
 import csv
-import glob
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,101 +19,15 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
-from torch.utils.data import Dataset
 
 from prn.calibration import Calibration, parse_threshold
-from prn.data.errors import DatasetError
 from prn.data.image_io import image_size_of, load_image
-from prn.data.records import IMAGE_SUFFIXES, list_image_files
-from prn.data.training import image_tensor
 from prn.deploy.images import native_size_map
 from prn.utils.heatmap import overlay
 
 log = logging.getLogger(__name__)
 CSV_FIELDS = ("path", "score", "normalized_score", "decision", "anomalous", "map", "overlay", "mask")
 SKIPPED_FIELDS = ("path", "error")
-ON_ERROR_CHOICES = ("fail", "skip")
-
-
-def checked_on_error(value: str) -> str:
-    if value not in ON_ERROR_CHOICES:
-        raise ValueError(
-            f"on_error={value!r} is not one of {list(ON_ERROR_CHOICES)}: fail stops at a broken file, skip lists it in skipped.csv"
-        )
-    return value
-
-
-def collect_images(source: str | Path, on_error: str = "fail") -> tuple[list[Path], Path]:
-    """Image files named by ``source`` (file, folder searched recursively, or glob) and the root their output names are relative to.
-
-    With ``on_error="fail"`` every header is read first, so a broken file stops the run, by name,
-    before any work is done; with ``"skip"`` broken files are found while scoring.
-    """
-    text = str(source)
-    if glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        root = _glob_root(text)
-    else:
-        path = Path(text).expanduser()
-        if not path.exists():
-            raise DatasetError(
-                f"input={path} does not exist: pass an image file, a folder of images or a glob like 'parts/*.png'"
-            )
-        files = [path] if path.is_file() else list_image_files(path, recursive=True)
-        root = path.parent if path.is_file() else path
-    if not files:
-        raise DatasetError(
-            f"input={text} names no image files ({', '.join(IMAGE_SUFFIXES)}): check the path or the glob"
-        )
-    if checked_on_error(on_error) == "fail":
-        for file in files:
-            image_size_of(file)  # header check: a broken file fails here, by name, before any work is done
-    return files, root
-
-
-def _glob_root(pattern: str) -> Path:
-    """The folder part of a glob before its first wildcard (``parts/**/*.png`` -> ``parts``)."""
-    fixed = []
-    for part in Path(pattern).parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
-
-
-class ImageFileSet(Dataset):
-    """The model's input for each file, its path, and its output name relative to ``root``.
-
-    The relative name mirrors the input tree, so ``a/000.png`` and ``b/000.png`` do not collide.
-    With ``on_error="skip"`` an unreadable file yields a blank image and its ``error`` (else ``""``),
-    which the writer lists in ``skipped.csv`` instead of scoring.
-    """
-
-    def __init__(self, files: Sequence[Path], root: Path, size: tuple[int, int], on_error: str = "fail") -> None:
-        self.files = list(files)
-        self.root = root.resolve()
-        self.size = size
-        self.on_error = checked_on_error(on_error)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict:
-        path = self.files[index]
-        item = {"path": str(path), "relative": str(self._relative(path)), "error": ""}
-        try:
-            image = load_image(path, self.size)
-        except DatasetError as error:
-            if self.on_error == "fail":
-                raise
-            image, item["error"] = np.zeros((*self.size, 3), dtype=np.uint8), str(error)
-        return {"image": image_tensor(image), **item}
-
-    def _relative(self, path: Path) -> Path:
-        try:
-            return path.resolve().relative_to(self.root)
-        except ValueError:
-            return Path(path.name)
 
 
 def save_map(native_map: np.ndarray, path: Path) -> None:
@@ -229,11 +136,12 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        maps = prediction["anomaly_map"][:, 0].float().numpy()
+        self.write_batch(batch, prediction["anomaly_map"][:, 0].float().numpy(), prediction["score"].tolist())
+
+    def write_batch(self, batch: dict[str, Any], maps: np.ndarray, scores: Sequence[float]) -> None:
+        """A batch of :class:`prn.prediction.inputs.ImageFileSet` with its model-size maps ``[B, H, W]`` and scores."""
         errors = batch.get("error") or [""] * len(maps)
-        for path, relative, anomaly_map, score, error in zip(
-            batch["path"], batch["relative"], maps, prediction["score"].tolist(), errors
-        ):
+        for path, relative, anomaly_map, score, error in zip(batch["path"], batch["relative"], maps, scores, errors):
             if error:
                 self.skip(Path(path), error)
             else:
@@ -277,3 +185,13 @@ class PredictionWriter(BasePredictionWriter):
     def close(self) -> None:
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+
+
+def configured_writer(callbacks: Sequence[L.Callback]) -> PredictionWriter:
+    """The writer among the configured callbacks (``conf/callbacks/predict.yaml``), or an error: without it nothing is written."""
+    writer = next((callback for callback in callbacks if isinstance(callback, PredictionWriter)), None)
+    if writer is None:
+        raise ValueError(
+            "callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)"
+        )
+    return writer

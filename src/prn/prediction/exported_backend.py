@@ -1,8 +1,8 @@
 """``prn-predict backend=onnx|openvino``: score new images with an exported model instead of the checkpoint in PyTorch.
 
 The files, their preprocessing, ``on_error`` and everything written (``scores.csv``, maps,
-overlays, masks) are those of the PyTorch path (:class:`prn.prediction.ImageFileSet`,
-:class:`prn.prediction.PredictionWriter`); only the forward pass runs in
+overlays, masks) are those of the PyTorch path (:mod:`prn.prediction.inputs`,
+:class:`prn.prediction.writer.PredictionWriter`, driven here without Lightning); only the forward pass runs in
 :class:`prn.deploy.Inferencer`. ``ckpt_path`` may name an exported file of that backend, or a
 checkpoint, which is then exported into the run directory first.
 """
@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
 from prn.deploy import Inferencer
 from prn.deploy.runtimes import model_format
-from prn.prediction import ImageFileSet, PredictionWriter
+from prn.prediction.inputs import image_loader
+from prn.prediction.writer import configured_writer
 from prn.tools.export import FORMAT_SUFFIX, default_output, export_checkpoint
 from prn.utils.instantiation import instantiate_group
 
@@ -60,35 +59,19 @@ def exported_model(source: Path, backend: str, output_dir: Path, trusted: bool =
     return out
 
 
-def prediction_writer(cfg: DictConfig) -> PredictionWriter:
-    """The configured writer (``conf/callbacks/predict.yaml``), used here without a Lightning trainer."""
-    writer = next((c for c in instantiate_group(cfg.get("callbacks")) if isinstance(c, PredictionWriter)), None)
-    if writer is None:
-        raise ValueError(
-            "callbacks.prediction_writer is switched off: predict would write nothing (see conf/callbacks/predict.yaml)"
-        )
-    return writer
-
-
 def predict_exported(cfg: DictConfig, source: Path, files: Sequence[Path], root: Path) -> dict[str, Any]:
     """Score ``files`` with the ``cfg.backend`` export of ``source``, batch by batch, through the configured writer."""
     backend = checked_backend(cfg.backend)
-    writer = prediction_writer(cfg)
+    writer = configured_writer(instantiate_group(cfg.get("callbacks")))
     model = exported_model(source, backend, Path(cfg.paths.output_dir), cfg.get("trust_checkpoint", False))
     inferencer = Inferencer(model, batch_size=cfg.batch_size)
-    loader = DataLoader(
-        ImageFileSet(files, root, inferencer.image_size, cfg.on_error),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        shuffle=False,
-    )
+    loader = image_loader(cfg, files, root, inferencer.image_size)
     start = time.perf_counter()
     writer.start(inferencer.calibration)
     try:
-        for index, batch in enumerate(loader):
+        for batch in loader:
             maps, scores = inferencer.run(batch["image"].numpy())
-            outputs = {"anomaly_map": torch.from_numpy(maps), "score": torch.from_numpy(scores)}
-            writer.write_on_batch_end(None, None, outputs, None, batch, index, 0)
+            writer.write_batch(batch, maps[:, 0], scores.tolist())
     finally:
         writer.close()
     seconds = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """``prn-predict backend=onnx|openvino`` writes what ``backend=torch`` writes, from an export or a checkpoint.
 
-(It lives beside the deploy tests, whose session fixture holds the tiny checkpoint and its exports.)
+(The tiny checkpoint and its exports come from the session fixture in tests/conftest.py.)
 """
 
 import csv
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from tiny_model import PARITY_TOLERANCE, random_images
 
-from prn.pipeline import predict
+from prn.prediction.job import predict
 
 
 def _folder(tmp_path):
