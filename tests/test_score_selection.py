@@ -58,3 +58,21 @@ def test_one_class_only_names_what_is_missing() -> None:
     maps, masks, _ = _maps_with_defects(defect_pixels=6, noise_peak=0.5)
     with pytest.raises(ValueError, match="val_normals > 0"):
         choose_score(maps, masks, torch.zeros(16, dtype=torch.long))
+
+
+def test_the_memory_weight_is_chosen_where_the_memory_separates_better() -> None:
+    network, masks, labels = _maps_with_defects(defect_pixels=6, noise_peak=0.95)  # k=1 fails on the network alone
+    memory = torch.where(
+        masks > 0, torch.full_like(masks, 0.6), torch.full_like(masks, 0.1)
+    )  # the memory has no hot pixels
+    choice = choose_score(network, masks, labels, sigmas=(0.0,), top_ks=(1,), memory_maps=memory)
+    assert choice.memory_weight > 0 and choice.val_image_auroc == 1.0
+    alone = [c for c in choice.candidates if c["memory_weight"] == 0.0]
+    assert alone[0]["image_auroc"] == 0.0 and len(choice.candidates) == 5
+
+
+def test_without_memory_maps_the_network_alone_is_scored_and_ties_keep_it() -> None:
+    maps, masks, labels = _maps_with_defects(defect_pixels=12, noise_peak=0.05)
+    assert {c["memory_weight"] for c in choose_score(maps, masks, labels).candidates} == {0.0}
+    same = choose_score(maps, masks, labels, memory_maps=maps.clone())  # every weight gives the same maps
+    assert same.memory_weight == 0.0 and (same.map_sigma, same.top_k) == (0.0, 100)

@@ -55,6 +55,7 @@ def tiny_module(
     location_window: int = 0,
     patch_memory: bool = False,
     map_sigma: float = 0.0,
+    memory_weight: float = 0.0,
 ) -> PRNModule:
     torch.manual_seed(0)
     h, w = size
@@ -70,6 +71,7 @@ def tiny_module(
         net,
         top_k=10,
         map_sigma=map_sigma,
+        memory_weight=memory_weight,
         data_config={"name": "synthetic", "category": "tiny", "image_size": [h, w], "seed": 0},
     )
     scales = [(64, 4), (128, 8), (256, 16)]

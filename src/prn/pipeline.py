@@ -89,7 +89,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
-    """Choose map smoothing and top-k on held-out normals and anomalies generated on them; keep the configured ones without."""
+    """Choose map smoothing, top-k and (with patch memory) the memory's weight on held-out normals and anomalies
+    generated on them; keep the configured ones without."""
     loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
     if loader is None:
         log.info(
@@ -101,12 +102,13 @@ def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     choice = module.choose_score(loader)
     module.apply_score_choice(choice)
     log.info(
-        "Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d "
+        "Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d, memory_weight=%g "
         "(validation image AUROC %.4f, pixel AUROC %s)",
         choice.num_normals,
         choice.num_anomalies,
         choice.map_sigma,
         choice.top_k,
+        choice.memory_weight,
         choice.val_image_auroc,
         "n/a" if choice.val_pixel_auroc is None else f"{choice.val_pixel_auroc:.4f}",
     )
@@ -159,6 +161,7 @@ def _report(
         "score": {
             "top_k": module.hparams.top_k,
             "map_sigma": module.hparams.get("map_sigma", 0.0),
+            "memory_weight": module.memory_weight,
             "chosen_on_held_out": None if module.score_choice is None else module.score_choice.to_dict(),
         },
         "calibration": None

@@ -30,12 +30,22 @@ def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
 
 
 @pytest.mark.parametrize(
-    ("match", "window", "memory", "sigma"),
-    [("patch", 0, False, 0.0), ("location", 0, False, 0.0), ("location", 2, False, 0.0), ("location", 2, True, 4.0)],
+    ("match", "window", "memory", "sigma", "weight"),
+    [
+        ("patch", 0, False, 0.0, 0.0),
+        ("location", 0, False, 0.0, 0.0),
+        ("location", 2, False, 0.0, 0.0),
+        ("location", 2, True, 4.0, 0.5),
+    ],
 )
-def test_other_prototype_matching_exports_with_the_same_parity(tmp_path, match, window, memory, sigma):
+def test_other_prototype_matching_exports_with_the_same_parity(tmp_path, match, window, memory, sigma, weight):
     module = tiny_module(
-        (128, 128), prototype_match=match, location_window=window, patch_memory=memory, map_sigma=sigma
+        (128, 128),
+        prototype_match=match,
+        location_window=window,
+        patch_memory=memory,
+        map_sigma=sigma,
+        memory_weight=weight,
     )
     export_checkpoint(
         save_checkpoint(module, tmp_path / "last.ckpt"), tmp_path / "prn.onnx", format="onnx", max_batch=4

@@ -138,3 +138,30 @@ def test_channels_last_converts_the_weights_and_keeps_the_maps():
     conv_weights = [p for p in module.net.parameters() if p.ndim == 4]
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
     torch.testing.assert_close(maps, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_a_module_with_patch_memory_chooses_a_memory_weight_and_scores_with_it(tmp_path):
+    """Selection scores every memory weight; the choice sets the hyper-parameter that predictions, exports and
+    checkpoints use."""
+    from tiny_model import save_checkpoint, tiny_module
+
+    from prn.models.scorer import map_components
+    from prn.training import PRNModule
+
+    module = tiny_module((128, 128), prototype_match="location", location_window=2, patch_memory=True)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 128, 128, generator=generator)
+    masks = torch.zeros(6, 1, 128, 128)
+    masks[3:, :, 40:80, 40:80] = 1
+    loader = [{"image": images, "mask": masks, "label": torch.tensor([0, 0, 0, 1, 1, 1])}]
+    choice = module.choose_score(loader)
+    assert {c["memory_weight"] for c in choice.candidates} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    chosen = choice.__class__(**{**choice.to_dict(), "memory_weight": 0.5, "map_sigma": 0.0})
+    module.apply_score_choice(chosen)
+    assert module.memory_weight == 0.5 and module.scorer().memory_weight == 0.5
+    with torch.no_grad():
+        network, memory = map_components(module.net, images[:2])
+        maps, _ = module.predict_maps_and_scores(images[:2])
+    torch.testing.assert_close(maps, 0.5 * network + 0.5 * memory)
+    restored = PRNModule.load_from_checkpoint(save_checkpoint(module, tmp_path / "last.ckpt"), weights_only=True)
+    assert restored.memory_weight == 0.5 and restored.score_choice.memory_weight == 0.5

@@ -119,12 +119,10 @@ class CheckpointModel:
         import torch
 
         from prn.checkpoints import module_from_checkpoint, training_image_size
-        from prn.models import AnomalyScorer
         from prn.tools.export import export_metadata
 
         module = module_from_checkpoint(path).eval()
-        hparams = module.hparams
-        self.scorer = AnomalyScorer(module.net, hparams.top_k, hparams.get("map_sigma", 0.0)).eval()
+        self.scorer = module.scorer().eval()
         image_size = training_image_size(module, path)
         metadata = export_metadata(module, path, image_size, "checkpoint", "fp32", max_batch=1024)
         self.metadata_json = json.dumps(metadata, default=str)

@@ -160,13 +160,15 @@ class PRNet(nn.Module):
         check_image_size(images)
         return self.encoder.frozen_features(images)
 
-    def skip_connections(self, features: Sequence[Tensor], exclude: Tensor | None = None) -> list[Tensor]:
-        """F_1..3 -> T*_1..3: MP, MF, concat, MSA, MF as switched on."""
+    def skip_connections(
+        self, features: Sequence[Tensor], exclude: Tensor | None = None, distance: Tensor | None = None
+    ) -> list[Tensor]:
+        """F_1..3 -> T*_1..3: MP, MF, concat, MSA, MF as switched on (``distance``: the patch memory's, if computed)."""
         branches = _fuse(self.feature_fusion, features)
         if self.prototypes is not None:
             residuals = self.prototypes.residuals(features, exclude)
             if self.patch_memory is not None:
-                distance = self.patch_memory(features, exclude)
+                distance = self.patch_memory(features, exclude) if distance is None else distance
                 residuals = [mixer(r, distance) for mixer, r in zip(self.residual_mixers, residuals, strict=True)]
             residuals = _fuse(self.residual_fusion, residuals)
             branches = [torch.cat(pair, dim=1) for pair in zip(branches, residuals, strict=True)]
@@ -174,6 +176,11 @@ class PRNet(nn.Module):
 
     def forward(self, images: Tensor, exclude: Tensor | None = None) -> Tensor:
         """``exclude`` (training only): each image's base normal index, whose own prototypes it may not match."""
+        return self.forward_with_distance(images, exclude)[0]
+
+    def forward_with_distance(self, images: Tensor, exclude: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Logits and the patch memory's distance map ``[B, 1, H/8, W/8]`` (None without patch memory), computed once."""
         check_image_size(images)
         *skips, bottom = self.encoder(images)
-        return self.decoder(bottom, self.skip_connections(skips, exclude))
+        distance = None if self.patch_memory is None else self.patch_memory(skips, exclude)
+        return self.decoder(bottom, self.skip_connections(skips, exclude, distance)), distance

@@ -51,7 +51,7 @@ def export_checkpoint(
     check_export_options(out, format, precision)
     module = module_from_checkpoint(ckpt, trusted).eval()
     image_size = training_image_size(module, ckpt)
-    scorer = AnomalyScorer(module.net, module.hparams.top_k, module.hparams.get("map_sigma", 0.0)).eval()
+    scorer = module.scorer().eval()
     metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch, trusted)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, *image_size)
@@ -106,6 +106,7 @@ def export_metadata(
         "image_size": [height, width],
         "top_k": module.hparams.top_k,
         "map_sigma": module.hparams.get("map_sigma", 0.0),
+        "memory_weight": module.memory_weight,
         "input": {
             "name": "images",
             "shape": ["batch", 3, height, width],
@@ -115,7 +116,8 @@ def export_metadata(
             "max_batch": max_batch,
         },
         "outputs": {
-            "maps": "[batch, 1, H, W] anomaly probability in [0, 1], blurred by map_sigma pixels",
+            "maps": "[batch, 1, H, W] anomaly probability in [0, 1] (memory_weight of it the patch memory's), "
+            "blurred by map_sigma pixels",
             "scores": "[batch] mean of the top-k map pixels",
         },
         "preprocessing": {

@@ -21,7 +21,8 @@ from torch import nn
 from prn.calibration import Calibration
 from prn.losses import PRNLoss
 from prn.metrics import AnomalyMetrics
-from prn.models import PRNet, anomaly_maps, anomaly_maps_and_scores
+from prn.models import AnomalyScorer, PRNet, anomaly_maps, anomaly_maps_and_scores
+from prn.models.scorer import map_components
 from prn.score_selection import ScoreChoice, choose_score
 from prn.utils.hardware import warn_if_bf16_is_emulated
 
@@ -68,6 +69,7 @@ class PRNModule(L.LightningModule):
         loss: nn.Module | None = None,
         top_k: int = 100,
         map_sigma: float = 0.0,
+        memory_weight: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
         leave_self_out: bool = True,
@@ -92,6 +94,7 @@ class PRNModule(L.LightningModule):
                 "data_config": data_config,
                 "top_k": top_k,
                 "map_sigma": map_sigma,
+                "memory_weight": memory_weight,
                 "channels_last": channels_last,
             }
         )
@@ -110,7 +113,7 @@ class PRNModule(L.LightningModule):
         self.inference_images = 0
         self.calibration: Calibration | None = None  # fitted on held-out normals after training (prn.calibration)
         self.score_choice: ScoreChoice | None = (
-            None  # top_k and map_sigma chosen on held-out data (prn.score_selection)
+            None  # top_k, map_sigma and memory_weight chosen on held-out data (prn.score_selection)
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -126,9 +129,10 @@ class PRNModule(L.LightningModule):
         self.score_choice = None if choice is None else ScoreChoice.from_dict(choice)
 
     def apply_score_choice(self, choice: ScoreChoice) -> None:
-        """Score with the chosen map smoothing and top-k from now on (hyper-parameters: checkpoints keep them)."""
+        """Score with the chosen map smoothing, top-k and memory weight from now on (hyper-parameters: checkpoints keep them)."""
         self.score_choice = choice
         self.hparams.top_k, self.hparams.map_sigma = choice.top_k, choice.map_sigma
+        self.hparams.memory_weight = choice.memory_weight
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:
@@ -143,13 +147,26 @@ class PRNModule(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Anomaly map in [0, 1], shape ``[B, 1, H, W]``."""
-        return anomaly_maps(self.net, self._as_input(images))
+        return anomaly_maps(self.net, self._as_input(images), self.memory_weight)
+
+    @property
+    def memory_weight(self) -> float:
+        """The patch memory's share of the map (0: the network alone; checkpoints from before it have none)."""
+        return float(self.hparams.get("memory_weight", 0.0))
+
+    def scorer(self) -> AnomalyScorer:
+        """The network with sigmoid, fusion, smoothing and top-k as one module: what exports and runtimes run."""
+        return AnomalyScorer(self.net, self.hparams.top_k, self.hparams.get("map_sigma", 0.0), self.memory_weight)
 
     def predict_maps_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 anomaly maps and image scores (mean of the top-k pixels, paper Sec. 3.5)."""
         with torch.autocast(images.device.type, enabled=False):
             return anomaly_maps_and_scores(
-                self.net, self._as_input(images.float()), self.hparams.top_k, self.hparams.get("map_sigma", 0.0)
+                self.net,
+                self._as_input(images.float()),
+                self.hparams.top_k,
+                self.hparams.get("map_sigma", 0.0),
+                self.memory_weight,
             )
 
     def _as_input(self, images: torch.Tensor) -> torch.Tensor:
@@ -234,14 +251,22 @@ class PRNModule(L.LightningModule):
         """Pick map smoothing and top-k on held-out normals and generated anomalies (:func:`prn.score_selection.choose_score`)."""
         was_training, device = self.training, next(self.net.parameters()).device
         self.eval()
-        maps, masks, labels = [], [], []
+        with_memory = self.net.patch_memory is not None
+        maps, memory_maps, masks, labels = [], [], [], []
         for batch in loader:
+            images = self._as_input(batch["image"].to(device).float())
             with torch.autocast(device.type, enabled=False):
-                maps.append(anomaly_maps(self.net, self._as_input(batch["image"].to(device).float())).float().cpu())
+                if with_memory:
+                    network_map, memory = map_components(self.net, images)
+                    memory_maps.append(memory.float().cpu())
+                else:
+                    network_map = anomaly_maps(self.net, images)
+            maps.append(network_map.float().cpu())
             masks.append(batch["mask"])
             labels.append(batch["label"])
         self.train(was_training)
-        return choose_score(torch.cat(maps), torch.cat(masks), torch.cat(labels))
+        memory = torch.cat(memory_maps) if with_memory else None
+        return choose_score(torch.cat(maps), torch.cat(masks), torch.cat(labels), memory_maps=memory)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         maps, scores = self.predict_maps_and_scores(batch["image"])
