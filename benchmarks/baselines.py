@@ -44,9 +44,9 @@ from rich.table import Table
 
 from prn.metrics import AnomalyMetrics
 from prn.models.encoder import IMAGENET_MEAN, IMAGENET_STD, _read_state_dict_file
+from prn.reporting.results import git_commit, hardware
 from prn.utils.heatmap import overlay
 from prn.utils.io import write_json_atomically
-from prn.utils.results import git_commit, hardware
 
 with warnings.catch_warnings():  # anomalib's package import touches deprecated timm / dinov2 modules
     warnings.simplefilter("ignore", FutureWarning)

@@ -35,10 +35,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from prn.reporting.results import hardware
 from prn.training import PRNModule
 from prn.utils.hardware import cpu_bf16_support
 from prn.utils.instantiation import build_datamodule, build_module
-from prn.utils.results import hardware
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 VARIANTS = {  # name -> overrides of the train config

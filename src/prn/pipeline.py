@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold, report_at_threshold
+from prn.calibration import Calibration, ThresholdChoice, fit_calibration, parse_threshold
 from prn.checkpoints import (
     install_saved_prototypes,
     module_from_checkpoint,
     readable_checkpoint,
 )
-from prn.reporting.report import write_run_report
+from prn.reporting.run import report_run
 from prn.training import PRNModule, PrototypeCallback, TrainingTimer
 from prn.utils.config_tree import print_and_save_config
 from prn.utils.instantiation import build_datamodule, build_module, build_trainer, find_callback, instantiate_group
-from prn.utils.results import print_results, provenance, write_results
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": None if resume is None else str(resume),
     }
     header = {"dataset": cfg.dataset.name, "category": cfg.category}
-    return _report(cfg, run_dir, module, datamodule, start, header, extra, ThresholdChoice("auto"))
+    return report_run(cfg, run_dir, module, datamodule, start, header, extra, ThresholdChoice("auto"))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -85,7 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))
     trainer.test(saved, datamodule=datamodule, verbose=False)
     header = {"dataset": dataset_name, "category": data_config["category"]}
-    return _report(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)}, threshold)
+    return report_run(cfg, run_dir, saved, datamodule, start, header, {"checkpoint": str(ckpt)}, threshold)
 
 
 def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
@@ -133,57 +132,3 @@ def calibrate(module: PRNModule, datamodule: L.LightningDataModule, fpr: float) 
         else f" (FPR {fpr:g} is below 1/{calibration.num_images}: the threshold is the largest held-out score)",
     )
     return calibration
-
-
-def _report(
-    cfg: DictConfig,
-    run_dir: Path,
-    module: PRNModule,
-    datamodule: L.LightningDataModule,
-    start: float,
-    header: dict[str, str],
-    extra: dict[str, Any],
-    threshold_choice: ThresholdChoice,
-) -> dict[str, Any]:
-    """Write ``results.json`` / ``results.md`` and print the table."""
-    notes = []
-    weights_report = module.net.encoder.weights_report
-    if weights_report.startswith("random"):
-        notes.append(f"encoder weights: {weights_report} — numbers are not comparable to an ImageNet encoder")
-    notes.extend(f"{name} skipped: {reason}" for name, reason in module.metrics.skip_reasons.items())
-    if datamodule.num_seen_anomalies == 0:
-        notes.append("seen=0: trained on normal images and simulated anomalies alone (no labelled defects, EA off)")
-    threshold = threshold_choice.image_threshold(module.calibration)
-    result = {
-        **header,
-        "metrics": module.test_results,
-        "per_defect": module.metrics.per_defect,  # each defect type against all good images
-        "score": {
-            "top_k": module.hparams.top_k,
-            "map_sigma": module.hparams.get("map_sigma", 0.0),
-            "memory_weight": module.memory_weight,
-            "chosen_on_held_out": None if module.score_choice is None else module.score_choice.to_dict(),
-        },
-        "calibration": None
-        if module.calibration is None
-        else {**module.calibration.to_dict(), "resolvable_fpr": module.calibration.resolvable_fpr},
-        "threshold": {"image_threshold": threshold, "source": threshold_choice.source(module.calibration)},
-        "at_threshold": None if threshold is None else report_at_threshold(threshold, module.test_rows),
-        "inference_seconds_per_image": round(module.inference_seconds_per_image, 4),
-        "test_images_per_rank": module.test_images_per_rank,
-        "split": _split_counts(datamodule),
-        "encoder_weights": weights_report,
-        "notes": notes,
-        "run_dir": str(run_dir),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        **provenance(cfg.seed, time.perf_counter() - start, extra),
-    }
-    write_results(run_dir, result)
-    write_run_report(module.trainer, run_dir, result)  # report.html, when callbacks.report is on
-    print_results(result)
-    return result
-
-
-def _split_counts(datamodule: L.LightningDataModule) -> dict[str, Any]:
-    summary = datamodule.split_summary()
-    return {key: value for key, value in summary.items() if not isinstance(value, list)}

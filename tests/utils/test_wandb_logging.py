@@ -2,7 +2,8 @@
 
 import pytest
 
-from prn.utils.wandb import WandbReportCallback, build_wandb_logger, has_api_key, resolve_mode
+from prn.reporting.wandb_images import WandbReportCallback
+from prn.utils.wandb import build_wandb_logger, has_api_key, resolve_mode
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from prn.reporting.examples import (
     strip_jpeg,
 )
 from prn.reporting.figures import curves_figure, histogram_figure, scores_by_type_figure
+from prn.reporting.results import METRIC_LABELS
 from prn.utils.io import write_text_atomically
-from prn.utils.results import METRIC_LABELS
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "report.html"

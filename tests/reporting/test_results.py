@@ -1,6 +1,6 @@
 """results.md: the run's table and, when the test set has defect types, one row per type."""
 
-from prn.utils.results import markdown_table, per_defect_table, write_results
+from prn.reporting.results import markdown_table, per_defect_table, write_results
 
 RESULT = {
     "dataset": "mvtec",
