@@ -274,7 +274,8 @@ def test_resume_keeps_the_saved_patch_memory(tmp_path, compose_cfg, tiny):
     saved = build_module(compose_cfg("train", overrides))
     saved.net.patch_memory.set_memory(torch.rand(7, 384), torch.arange(7), distance_scale=1.5)
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": saved.state_dict()}, ckpt)
+    as_lightning_writes_it = {"state_dict": saved.state_dict(), "hyper_parameters": dict(saved.hparams)}
+    torch.save(as_lightning_writes_it, ckpt)
     resumed = build_module(compose_cfg("train", overrides))
     install_saved_prototypes(resumed, ckpt)
     memory = resumed.net.patch_memory
