@@ -81,7 +81,9 @@ def test_sigkill_under_load_loses_no_acknowledged_decision(tiny_exports, part_im
     for answer in acknowledged:
         assert rows[answer["id"]] == (answer["part_id"], answer["score"], answer["decision"])
     assert len(rows) >= len(acknowledged)  # a decision may be logged and never acknowledged, not the reverse
-    print(f"SIGKILL under load: {len(acknowledged)} decisions acknowledged, {len(rows)} in the log, all acknowledged found")
+    print(
+        f"SIGKILL under load: {len(acknowledged)} decisions acknowledged, {len(rows)} in the log, all acknowledged found"
+    )
 
     with serve_process(tiny_exports.models["onnx"], log) as (_, url):  # the same log serves on
         again = httpx.post(f"{url}/v1/score", content=part_images[0], headers={"Content-Type": "image/png"}).json()
