@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from prn.data.image_io import rgb_at_size
 from prn.deploy import Inferencer, Prediction
-from prn.deploy.images import PreparedImage, to_model_layout
+from prn.deploy.images import PreparedImage, prepare
 from prn.serve.decisions import Decision, DecisionLog
 from prn.serve.uploads import Upload
 
@@ -75,10 +74,8 @@ class InspectionService:
 
     def prepare(self, upload: Upload, part_id: str | None) -> Job:
         """The upload at the model's size, converted as training converted its images."""
-        image = upload.image
-        pixels = to_model_layout(rgb_at_size(image, self.inferencer.image_size))
-        source = part_id or upload.sha256[:12]
-        return Job(upload, PreparedImage(pixels, (image.height, image.width), source), part_id)
+        prepared = prepare(upload.image, self.inferencer.image_size, 0)
+        return Job(upload, replace(prepared, source=part_id or upload.sha256[:12]), part_id)
 
     def score_batch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """One forward pass, then the batch's decisions committed to the log (the answers wait for that)."""
