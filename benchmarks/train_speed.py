@@ -1,4 +1,5 @@
-"""Time the real training step (data + generation, forward, backward, optimiser) for float32, bf16 and compile.
+"""Time the real training step (data + generation, forward, backward, optimiser) for float32, bf16, compile and
+anomalies generated on the device (``generation.on_device``), with the share of each step spent waiting for data.
 
 Each variant is the same Hydra training config as ``src/train.py`` with one switch
 (``trainer.precision=bf16-mixed``, ``model.compile=true``), trained by Lightning's own fit
@@ -46,6 +47,8 @@ VARIANTS = {  # name -> overrides of the train config
     "bf16": ["trainer.precision=bf16-mixed"],
     "compile": ["trainer.precision=32-true", "model.compile=true"],
     "bf16+compile": ["trainer.precision=bf16-mixed", "model.compile=true"],
+    "device-data": ["trainer.precision=32-true", "generation.on_device=true"],
+    "bf16+device-data": ["trainer.precision=bf16-mixed", "generation.on_device=true"],
 }
 BASELINE = "float32"
 
@@ -83,6 +86,7 @@ class VariantTiming:
     variant: str
     steps: list[float] = field(default_factory=list)
     cpu_steps: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
     first_step: float | None = None
 
     @property
@@ -93,6 +97,11 @@ class VariantTiming:
     def cpu_median(self) -> float:
         return statistics.median(self.cpu_steps)
 
+    @property
+    def wait_share(self) -> float:
+        """Share of the step spent getting the batch (loader, transfer, device generation), not in the model."""
+        return sum(self.waits) / sum(self.steps)
+
 
 class StepTimer(L.Callback):
     """Time between consecutive training-batch ends: fetch + generation + forward + backward + optimiser.
@@ -100,15 +109,23 @@ class StepTimer(L.Callback):
     Wall seconds, and CPU seconds of this process (all threads): on a CPU shared with other
     jobs the CPU time leaves out the waits for a core, though contention still inflates it
     (spinning threads, shared caches); on a GPU it mostly counts the wait in synchronize.
+    ``waits``: the part of each step before the batch reaches the model (the loader's next batch,
+    its transfer and ``on_after_batch_transfer``, where ``generation.on_device`` draws the anomalies).
     """
 
     def __init__(self) -> None:
         self.steps: list[float] = []
         self.cpu_steps: list[float] = []
+        self.waits: list[float] = []
         self._last = (0.0, 0.0)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = (time.perf_counter(), time.process_time())
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.waits.append(time.perf_counter() - self._last[0])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
         if pl_module.device.type == "cuda":
@@ -164,6 +181,16 @@ def clustered_prototypes(module: PRNModule) -> list[torch.Tensor] | None:
     return module.net.prototypes.prototypes() if module.net.needs_prototypes else None
 
 
+def data_per_variant(configs: dict[str, DictConfig], work_dir: Path) -> dict[str, L.LightningDataModule]:
+    """One datamodule per distinct data path (CPU workers or ``generation.on_device``), shared by the variants on it."""
+    built: dict[bool, L.LightningDataModule] = {}
+    for cfg in configs.values():
+        on_device = bool(cfg.generation.on_device)
+        if on_device not in built:
+            built[on_device] = build_datamodule(cfg.dataset.datamodule, work_dir)
+    return {name: built[bool(cfg.generation.on_device)] for name, cfg in configs.items()}
+
+
 def time_batch_size(
     args: argparse.Namespace, batch_size: int, work_dir: Path, prototypes: list[torch.Tensor] | None
 ) -> tuple[list[VariantTiming], list[torch.Tensor] | None]:
@@ -171,7 +198,7 @@ def time_batch_size(
     torch.compiler.reset()  # compiled graphs of another batch size must not make this one's shapes dynamic
     base = [*dataset_overrides(args), f"batch_size={batch_size}", f"paths.output_dir={work_dir}", *args.overrides]
     configs = {name: compose_train_config([*base, *VARIANTS[name]]) for name in args.variants}
-    datamodule = build_datamodule(configs[BASELINE].dataset.datamodule, work_dir)
+    datamodules = data_per_variant(configs, work_dir)
     L.seed_everything(args.seed, workers=True)
     modules = {name: build_module(cfg) for name, cfg in configs.items()}
     share_prototypes(prototypes, list(modules.values()))
@@ -179,7 +206,7 @@ def time_batch_size(
     for round_index in range(args.rounds):
         order = args.variants if round_index % 2 == 0 else args.variants[::-1]
         for name in order:
-            timer = fit_steps(configs[name], modules[name], datamodule, args.warmup + args.steps)
+            timer = fit_steps(configs[name], modules[name], datamodules[name], args.warmup + args.steps)
             if prototypes is None:
                 prototypes = clustered_prototypes(modules[name])
                 share_prototypes(prototypes, list(modules.values()))
@@ -187,6 +214,7 @@ def time_batch_size(
                 timings[name].first_step = timer.steps[0]
             timings[name].steps.extend(timer.steps[args.warmup :])
             timings[name].cpu_steps.extend(timer.cpu_steps[args.warmup :])
+            timings[name].waits.extend(timer.waits[args.warmup :])
             print(
                 f"batch {batch_size} round {round_index + 1} {name:>13}: wall "
                 + " ".join(f"{s:.2f}" for s in timer.steps)
@@ -209,6 +237,7 @@ def results_table(timings: list[VariantTiming]) -> Table:
         "CPU s/step",
         "CPU vs float32",
         "images/s",
+        "data wait",
         "steps",
         "compile s",
     ):
@@ -227,6 +256,7 @@ def results_table(timings: list[VariantTiming]) -> Table:
             f"{t.cpu_median:.3f}",
             f"{t.cpu_median / base.cpu_median:.2f}",
             f"{t.batch_size / t.median:.1f}",
+            f"{t.wait_share:.0%}",
             str(len(t.steps)),
             compile_seconds,
         )
@@ -266,7 +296,10 @@ def main(argv: list[str] | None = None) -> None:
             "machine": before,
             "load_average_after": after_load,
             "args": {k: str(v) for k, v in vars(args).items()},
-            "timings": [{**asdict(t), "median": t.median, "cpu_median": t.cpu_median} for t in timings],
+            "timings": [
+                {**asdict(t), "median": t.median, "cpu_median": t.cpu_median, "wait_share": t.wait_share}
+                for t in timings
+            ],
         }
         args.json.write_text(json.dumps(report, indent=2))
 

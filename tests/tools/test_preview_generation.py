@@ -1,7 +1,8 @@
+import hydra
 import pytest
 from PIL import Image
 
-from prn.tools.preview_generation import preview
+from prn.tools.preview_generation import device_samples, preview
 
 
 @pytest.fixture
@@ -40,3 +41,14 @@ def test_preview_with_generation_off_shows_seen_anomalies(tmp_path, _cfg):
 def test_preview_with_hea_but_no_dtd_names_the_option(tmp_path, _cfg):
     with pytest.raises(Exception, match="generation.dtd_dir"):
         preview(_cfg(tmp_path, "generation.hea=true", f"generation.dtd_dir={tmp_path / 'missing'}"))
+
+
+def test_preview_shows_the_device_paths_samples(tmp_path, _cfg):
+    cfg = _cfg(tmp_path, "generation.on_device=true")
+    out = preview(cfg)
+    assert Image.open(out).size[1] == 2 * (128 + 18)
+    datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")
+    datamodule.setup("fit")
+    samples = device_samples(datamodule, 4)
+    assert {label for label, *_ in samples} == {"ea (device)", "sa (device)"}
+    assert all(mask.any() for _, _, mask, _ in samples)

@@ -20,6 +20,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from prn.data.device.batches import DeviceBatchMaker, PlanSet, device_twin, is_plan
+from prn.data.device.pool import PoolTensors
 from prn.data.errors import DatasetError
 from prn.data.eval_set import EvalImageSet, ShardSampler
 from prn.data.image_io import decode_images, decode_masks, parse_image_size
@@ -79,6 +81,7 @@ class AnomalyDataModule(LightningDataModule):
         output_dir: str | Path | None = None,
         pose_jitter: Mapping[str, float] | None = None,
         val_normals: float | int = 0,
+        generate_on_device: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -105,6 +108,8 @@ class AnomalyDataModule(LightningDataModule):
         self.output_dir = None if output_dir is None else Path(output_dir).expanduser()
         self.pose_jitter = checked_pose_jitter(pose_jitter)
         self.val_normals = val_normals  # checked against the number of normals when the split is resolved
+        self.generate_on_device = bool(generate_on_device)
+        self._device_batches: DeviceBatchMaker | None = None
         self.pool: TrainingPool | None = None
         self._split: ResolvedSplit | None = None
         self._train_set: ComposedTrainingSet | None = None
@@ -130,7 +135,15 @@ class AnomalyDataModule(LightningDataModule):
         sampler = ComposedBatchSampler(
             len(self.pool.normals), self.composition, self.batch_size, self.seed, num_replicas=replicas, rank=rank
         )
+        if self._device_batches is not None:  # the loader carries plans; on_after_batch_transfer makes the batch
+            return DataLoader(PlanSet(self._device_batches.source_names), batch_sampler=sampler)
         return self._loader(self._train_set, batch_sampler=sampler)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``generation.on_device``, a training plan becomes its batch here, on the training device."""
+        if self._device_batches is not None and is_plan(batch):
+            return self._device_batches(batch)
+        return batch
 
     def test_dataloader(self) -> DataLoader:
         """The test set in file order; under DDP each rank gets its own shard (see :class:`ShardSampler`)."""
@@ -267,6 +280,22 @@ class AnomalyDataModule(LightningDataModule):
             name: factory(self.pool) for name, factory in self.generators.items() if self.composition.get(name, 0.0) > 0
         }
         self._train_set = ComposedTrainingSet(self.pool, sources, self.composition)
+        if self.generate_on_device:
+            self._device_batches = self._device_batch_maker()
+
+    def _device_batch_maker(self) -> DeviceBatchMaker:
+        """The device twins of the generators a batch draws from, and the pool (with DTD textures) as tensors."""
+        twins = {
+            name: device_twin(name, factory)
+            for name, factory in self.generators.items()
+            if self.composition.get(name, 0.0) > 0
+        }
+        texture_files = next(
+            (twin.texture_files for twin in twins.values() if getattr(twin, "texture_files", None)), None
+        )
+        pool = PoolTensors.from_pool(self.pool, texture_files)
+        log.info("generation.on_device: pool of %.0f MB as uint8 tensors", pool.nbytes() / 2**20)
+        return DeviceBatchMaker(pool, twins, list(self._train_set.sources))
 
     def _setup_test(self) -> None:
         if self._test_set is not None:

@@ -41,6 +41,28 @@ def generated_samples(
     return samples
 
 
+def device_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """As :func:`generated_samples`, from the batches ``generation.on_device`` makes (labelled ``name (device)``)."""
+    by_source: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]] = {}
+    pool = datamodule.pool
+    for plan in datamodule.train_dataloader():
+        batch = datamodule.on_after_batch_transfer(plan, 0)
+        for index, name in enumerate(batch["source"]):
+            if name == NORMAL:
+                continue
+            image = (batch["image"][index].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            base = int(batch["base"][index])
+            area = pool.normals[base].foreground if base >= 0 else None
+            by_source.setdefault(name, []).append(
+                (f"{name} (device)", image, batch["mask"][index, 0].cpu().numpy(), area)
+            )
+        if sum(map(len, by_source.values())) >= count:
+            break
+    queues = list(by_source.values())
+    ordered = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return ordered[:count]
+
+
 def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:
     """Non-normal slots, alternating between sources so every strategy shows up early."""
     by_source: dict[str, list[SlotPlan]] = {}
@@ -101,10 +123,15 @@ def preview(cfg: DictConfig) -> Path:
         raise ValueError(f"num_samples={cfg.num_samples} must be >= 1")
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")
     datamodule.setup("fit")
-    train_set = datamodule.train_dataloader().dataset
-    sampler = ComposedBatchSampler(len(train_set.pool.normals), datamodule.composition, datamodule.batch_size, cfg.seed)
-    plans = [plan for batch in sampler for plan in batch]
-    samples = generated_samples(train_set, plans, cfg.num_samples)
+    if getattr(datamodule, "generate_on_device", False):
+        samples = device_samples(datamodule, cfg.num_samples)
+    else:
+        train_set = datamodule.train_dataloader().dataset
+        sampler = ComposedBatchSampler(
+            len(train_set.pool.normals), datamodule.composition, datamodule.batch_size, cfg.seed
+        )
+        plans = [plan for batch in sampler for plan in batch]
+        samples = generated_samples(train_set, plans, cfg.num_samples)
     if not samples:
         raise ValueError("the configured composition has no anomalous slots to preview (only normal images)")
     out = Path(cfg.out)
