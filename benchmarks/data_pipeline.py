@@ -7,7 +7,9 @@ This measures it with the same Hydra config as ``src/train.py`` (overrides after
     python benchmarks/data_pipeline.py --workers 0 2 -- dataset=mvtec category=bottle \\
         root=../shared/data/mvtec_anomaly_detection generation.dtd_dir=../shared/data/dtd/images
 
-and projects the data-bound time of the configured schedule for ``--project-workers``.
+and projects the data-bound time of the configured schedule for ``--project-workers``. ``--devices cpu cuda``
+also times the batched path (``generation.on_device=true``) on each device: the plan's transfer and the
+``on_after_batch_transfer`` hook that draws the whole batch there, synchronised.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.utilities import move_data_to_device
 from omegaconf import DictConfig
 
 from prn.data.training import ComposedBatchSampler, ComposedTrainingSet
@@ -36,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts to time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
     parser.add_argument("--project-workers", type=int, default=16, help="workers assumed for the schedule projection")
+    parser.add_argument("--devices", nargs="*", default=[], help="devices to time generation.on_device on (cpu, cuda)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config (after --)")
     return parser.parse_args()
 
@@ -72,6 +76,22 @@ def batches_per_second(loader: torch.utils.data.DataLoader, batches: int) -> flo
     return batches / (time.perf_counter() - start)
 
 
+def device_batches_per_second(datamodule, device: torch.device, batches: int) -> float:
+    """Batches per second of the batched path on ``device`` (plan transfer + ``on_after_batch_transfer``), after a warm-up."""
+    plans = iter(datamodule.train_dataloader())
+
+    def make() -> None:
+        datamodule.on_after_batch_transfer(move_data_to_device(next(plans), device), 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    make()
+    start = time.perf_counter()
+    for _ in range(batches):
+        make()
+    return batches / (time.perf_counter() - start)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -105,6 +125,17 @@ def main() -> None:
         datamodule.num_workers = workers
         rate = batches_per_second(datamodule.train_dataloader(), args.batches)
         print(f"DataLoader workers={workers}: {rate:.2f} batches/s = {rate * datamodule.batch_size:.0f} items/s")
+
+    if args.devices:
+        on_device = hydra.utils.instantiate(
+            cfg.dataset.datamodule, num_workers=0, generate_on_device=True, _convert_="partial"
+        )
+        on_device.setup("fit")
+        for name in args.devices:
+            rate = device_batches_per_second(on_device, torch.device(name), args.batches)
+            print(
+                f"batched on {name} (generation.on_device): {rate:.2f} batches/s = {rate * on_device.batch_size:.0f} items/s"
+            )
 
     steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * len(sampler)
     bound = steps * cpu_per_batch / args.project_workers

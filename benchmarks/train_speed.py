@@ -86,8 +86,8 @@ class VariantTiming:
     variant: str
     steps: list[float] = field(default_factory=list)
     cpu_steps: list[float] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
     first_step: float | None = None
+    waits: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -100,7 +100,7 @@ class VariantTiming:
     @property
     def wait_share(self) -> float:
         """Share of the step spent getting the batch (loader, transfer, device generation), not in the model."""
-        return sum(self.waits) / sum(self.steps)
+        return sum(self.waits) / sum(self.steps) if self.waits else 0.0
 
 
 class StepTimer(L.Callback):

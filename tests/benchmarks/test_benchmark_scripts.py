@@ -31,6 +31,8 @@ def test_data_pipeline_reports_every_source_and_a_projection(tmp_path):
         "1",
         "--workers",
         "0",
+        "--devices",
+        "cpu",
         "--",
         f"paths.data_dir={tmp_path}",
         "dataset.datamodule.num_train=8",
@@ -41,3 +43,4 @@ def test_data_pipeline_reports_every_source_and_a_projection(tmp_path):
     for source in ("normal", "ea", "sa"):
         assert f"  {source} " in out
     assert "DataLoader workers=0" in out and "the data alone needs" in out
+    assert "batched on cpu (generation.on_device)" in out

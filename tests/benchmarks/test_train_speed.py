@@ -38,6 +38,7 @@ def test_float32_and_bf16_steps_are_timed_in_one_table_and_json(tmp_path, capsys
             "--variants",
             "float32",
             "bf16",
+            "device-data",
             "--json",
             str(out),
             "--",
@@ -53,7 +54,7 @@ def test_float32_and_bf16_steps_are_timed_in_one_table_and_json(tmp_path, capsys
     assert "vs float32" in printed and "avx512_bf16" in printed
     report = json.loads(out.read_text())
     timings = {t["variant"]: t for t in report["timings"]}
-    assert set(timings) == {"float32", "bf16"}
+    assert set(timings) == {"float32", "bf16", "device-data"}
     for timing in timings.values():
         assert (
             timing["batch_size"] == 2
@@ -62,6 +63,8 @@ def test_float32_and_bf16_steps_are_timed_in_one_table_and_json(tmp_path, capsys
             and timing["cpu_median"] > 0
         )
         assert timing["first_step"] > 0  # the warm-up step, left out of the median
+        assert len(timing["waits"]) == 1 and 0 < timing["wait_share"] < 1
+    assert "data wait" in printed
     assert set(report["machine"]["cpu_bf16"]) == {"capability", "avx512_bf16", "amx"}
 
 
