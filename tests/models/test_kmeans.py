@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from prn.models.kmeans import build_prototypes, kmeans_prototypes, number_of_prototypes
+from prn.models.kmeans import build_prototypes, inertia, kmeans_prototypes, number_of_prototypes, torch_kmeans
 
 
 def _clustered_points(seed: int = 0) -> torch.Tensor:
@@ -75,3 +75,23 @@ def test_kmeans_on_the_gpu_when_faiss_cannot_use_one_names_the_option_and_the_fi
 def test_the_network_package_loads_without_faiss() -> None:
     code = "import sys, prn.models, prn.models.prn, prn.models.scorer; sys.exit('faiss' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=600).returncode == 0
+
+
+def test_torch_kmeans_reaches_faiss_inertia_on_clustered_maps() -> None:
+    """The two backends minimise the same objective: inertia within 1 % on data like normal maps (few, high-dimensional)."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(12, 4096, generator=generator) * 3.0
+    points = centres[torch.randint(12, (209,), generator=generator)] + torch.randn(209, 4096, generator=generator)
+    by_faiss = kmeans_prototypes(points, ratio=0.1, iterations=300, seed=0)
+    by_torch = kmeans_prototypes(points, ratio=0.1, iterations=300, seed=0, backend="torch")
+    assert by_torch.shape == by_faiss.shape == (21, 4096)
+    assert inertia(points, by_torch) == pytest.approx(inertia(points, by_faiss), rel=0.01)
+
+
+def test_torch_kmeans_is_seeded_fills_empty_clusters_and_rejects_unknown_backends() -> None:
+    points = torch.cat([torch.zeros(30, 2), torch.ones(2, 2) * 10.0])  # 30 duplicates: most starts collide
+    first = torch_kmeans(points, 4, iterations=20, seed=1)
+    assert torch.equal(first, torch_kmeans(points, 4, iterations=20, seed=1))
+    assert torch.isfinite(first).all() and inertia(points, first) < 1e-6
+    with pytest.raises(ValueError, match="kmeans_backend"):
+        kmeans_prototypes(points, ratio=0.5, backend="sklearn")

@@ -55,6 +55,13 @@ def test_callback_fills_every_scale_with_ratio_times_n_prototypes(ratio, count, 
     assert shapes == [(expected, 64, 32, 32), (expected, 128, 16, 16), (expected, 256, 8, 8)]
 
 
+def test_torch_kmeans_backend_fills_the_same_shapes_on_the_training_device():
+    module = _module()
+    callback = _run_setup(module, 10, ratio=0.5, kmeans_backend="torch")
+    shapes = [tuple(p.shape) for p in module.net.prototypes.prototypes()]
+    assert shapes == [(5, 64, 32, 32), (5, 128, 16, 16), (5, 256, 8, 8)] and not callback.kmeans_on_gpu
+
+
 def test_ratio_one_keeps_every_normal_feature_map_unclustered():
     module = _module()
     _run_setup(module, 3, ratio=1.0)

@@ -39,6 +39,7 @@ class PrototypeCallback(L.Callback):
         memory_ratio: float = 0.01,
         max_memory: int = 16_384,
         memory_candidates: int = 200_000,
+        kmeans_backend: str = "faiss",
     ) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(
@@ -59,6 +60,7 @@ class PrototypeCallback(L.Callback):
         self.iterations = iterations
         self.seed = seed
         self.use_gpu = use_gpu
+        self.kmeans_backend = kmeans_backend
         self.refit = refit
         self.seconds = 0.0
         self.kmeans_on_gpu = False  # set when k-means runs: on a GPU wherever faiss-gpu sees one (use_gpu unset)
@@ -83,8 +85,7 @@ class PrototypeCallback(L.Callback):
                 features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed
             )
         else:
-            self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
-            prototypes = build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
+            prototypes = self._kmeans(features, trainer.strategy.root_device)
             sources = [prototype_sources(features[0].shape[0], self.ratio)] * len(prototypes)
         net.prototypes.set_prototypes(prototypes, sources)
         self.seconds = time.perf_counter() - start
@@ -119,6 +120,17 @@ class PrototypeCallback(L.Callback):
         )
 
     @torch.no_grad()
+    def _kmeans(self, features: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        """faiss k-means (on a GPU where faiss-gpu sees one), or torch's on the training device (``kmeans_backend``)."""
+        if self.kmeans_backend == "torch":
+            self.kmeans_on_gpu = self.ratio < 1.0 and device.type == "cuda"
+            on_device = [maps.to(device) for maps in features]
+            return [
+                p.cpu() for p in build_prototypes(on_device, self.ratio, self.iterations, self.seed, backend="torch")
+            ]
+        self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
+        return build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
+
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
         """Frozen layer1–3 maps of every normal image, one ``[N, c, h, w]`` tensor per scale."""
         home = next(net.parameters()).device
