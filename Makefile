@@ -40,8 +40,8 @@ eval: install ## evaluate a checkpoint: make eval ARGS="ckpt_path=..."
 predict: install ## score new images: make predict ARGS="ckpt_path=... input=folder/ threshold=0.5"
 	$(PY) src/predict.py $(ARGS)
 
-test: install ## fast suite (slow-marked tests excluded)
-	$(PY) -m pytest -m "not slow" -q $(ARGS)
+test: install ## fast suite (slow-marked tests excluded), one pytest-xdist worker per core
+	$(PY) -m pytest -m "not slow" -n auto --dist loadgroup -q $(ARGS)
 
 test-all: install ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)

@@ -1,4 +1,5 @@
-"""Shared fixtures: composing prn's Hydra configs, the tiny exported model, a headless browser, and the GPU marker."""
+"""Shared fixtures: composing prn's Hydra configs, the tiny exported model, a headless browser, the GPU marker,
+and how ``make test`` shares the cores among pytest-xdist workers."""
 
 from __future__ import annotations
 
@@ -78,11 +79,31 @@ def browser() -> str:
     return found
 
 
+SHARED_FIXTURE_GROUPS = ("tiny_exports",)  # session fixtures too costly to build in every xdist worker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker keeps to one core: torch's own
+    threads in every worker would oversubscribe the machine and slow all of them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``gpu`` run only where CUDA is present."""
+    """Tests marked ``gpu`` run only where CUDA is present; xdist groups keep costly fixtures built once."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """The worker a test shares: every user of a costly session fixture one, else its module's (module fixtures)."""
+    for fixture in SHARED_FIXTURE_GROUPS:
+        if fixture in getattr(item, "fixturenames", ()):
+            return fixture
+    return item.nodeid.split("::", 1)[0]

@@ -32,6 +32,7 @@ from prn.data.generation.erased import (
     MIN_CHANGE,
     MIN_ERASED_FRACTION,
     STRUCTURE_FRACTION,
+    checked_erase_options,
 )
 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # cv2.COLOR_RGB2GRAY
@@ -219,14 +220,8 @@ class DeviceErasedAnomalies:
         scale: Sequence[float] = DEFAULT_ERASE_SCALE,
         structure_fraction: float = STRUCTURE_FRACTION,
     ) -> None:
-        if not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ValueError(f"erase scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
-        if not 0.0 <= structure_fraction <= 1.0:
-            raise ValueError(f"erase structure_fraction must lie in [0, 1], got {structure_fraction}")
+        self.shapes, self.scale, self.structure_fraction = checked_erase_options(shapes, scale, structure_fraction)
         shape_codes(shapes)  # an unknown shape fails here, not at the first batch
-        self.shapes = tuple(shapes)
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.structure_fraction = structure_fraction
 
     def __call__(self, images: Tensor, foreground: Tensor | None, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(``[B, 3, H, W]`` images with a piece erased, ``[B, H, W]`` float32 masks in {0, 1}).

@@ -62,6 +62,17 @@ def changed_pixels(before: np.ndarray, after: np.ndarray, region: np.ndarray) ->
     return opened.astype(bool)
 
 
+def checked_erase_options(
+    shapes: Sequence[str], scale: Sequence[float], structure_fraction: float
+) -> tuple[tuple[str, ...], tuple[float, float], float]:
+    """The erase options as stored, or the error naming the bad one (both the CPU and the device source)."""
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"erase scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
+    if not 0.0 <= structure_fraction <= 1.0:
+        raise ValueError(f"erase structure_fraction must lie in [0, 1], got {structure_fraction}")
+    return tuple(shapes), (float(scale[0]), float(scale[1])), float(structure_fraction)
+
+
 class ErasedAnomalySource:
     """``AnomalySource`` that removes structure: returns (image with a piece erased, erased-pixel mask)."""
 
@@ -71,13 +82,7 @@ class ErasedAnomalySource:
         scale: Sequence[float] = DEFAULT_ERASE_SCALE,
         structure_fraction: float = STRUCTURE_FRACTION,
     ) -> None:
-        if not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ValueError(f"erase scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
-        if not 0.0 <= structure_fraction <= 1.0:
-            raise ValueError(f"erase structure_fraction must lie in [0, 1], got {structure_fraction}")
-        self.shapes = tuple(shapes)
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.structure_fraction = structure_fraction
+        self.shapes, self.scale, self.structure_fraction = checked_erase_options(shapes, scale, structure_fraction)
 
     def __call__(
         self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator
