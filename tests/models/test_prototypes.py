@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prn.models.prototypes import (
-    PrototypeBank,
-    build_patch_banks,
+from prn.models.coreset import build_patch_banks
+from prn.models.prototype_search import (
     nearest_in_window,
     nearest_prototype_indices,
     nearest_prototype_per_location,
     nearest_whole_maps,
     patch_vectors,
-    prototype_sources,
 )
+from prn.models.prototypes import PrototypeBank, PrototypeFitting, prototype_sources
 
 
 def test_nearest_index_is_true_nearest_across_chunks() -> None:
@@ -240,3 +239,21 @@ def test_nearest_prototype_is_chosen_in_float32_under_bf16_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         chosen = nearest_prototype_indices(queries, prototypes)
     assert chosen.tolist() == [3, 5, 0, 6]
+
+
+def test_a_bank_fits_itself_as_its_match_needs() -> None:
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.randn(10, 4, 4, 4, generator=generator), torch.randn(10, 8, 2, 2, generator=generator)]
+    image = PrototypeBank(num_scales=2)
+    assert not image.fit(maps, PrototypeFitting(ratio=0.2, iterations=5))  # faiss on the CPU
+    assert [tuple(p.shape) for p in image.prototypes()] == [(2, 4, 4, 4), (2, 8, 2, 2)]
+    assert all((s == -1).all() for s in image.sources())  # centroids: never excluded
+    every = PrototypeBank(num_scales=2, match="location")
+    every.fit(maps, PrototypeFitting(ratio=1.0, kmeans_backend="torch"))
+    assert torch.equal(every.prototypes()[0], maps[0]) and every.sources()[1].tolist() == list(range(10))
+    patch = PrototypeBank(num_scales=2, match="patch")
+    patch.fit(maps, PrototypeFitting(patch_ratio=0.1))
+    assert [tuple(p.shape) for p in patch.prototypes()] == [(16, 4), (4, 8)]
+    assert all(((s >= 0) & (s < 10)).all() for s in patch.sources())
+    with pytest.raises(ValueError, match="prototypes.ratio"):
+        PrototypeFitting(ratio=0.0)

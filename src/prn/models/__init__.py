@@ -1,12 +1,13 @@
 """The pure-torch PRN network (no Lightning): encoder, prototypes, MF, MSA, decoder."""
 
 from prn.models.attention import MSAStack, MultiSizeSelfAttention
+from prn.models.coreset import build_patch_banks
 from prn.models.decoder import UNetDecoder
 from prn.models.encoder import EncoderWeightsError, ResNet18Encoder
 from prn.models.fusion import MultiScaleFusion
 from prn.models.kmeans import build_prototypes, kmeans_prototypes, number_of_prototypes
 from prn.models.prn import PRNet, check_image_size
-from prn.models.prototypes import PrototypeBank, build_patch_banks
+from prn.models.prototypes import PrototypeBank, PrototypeFitting
 from prn.models.scorer import AnomalyScorer, anomaly_maps, anomaly_maps_and_scores
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "MultiSizeSelfAttention",
     "PRNet",
     "PrototypeBank",
+    "PrototypeFitting",
     "ResNet18Encoder",
     "UNetDecoder",
     "anomaly_maps",

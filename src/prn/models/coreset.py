@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+from prn.models.prototype_search import patch_vectors
 
 
 def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection_dim: int = 128) -> Tensor:
@@ -31,3 +35,32 @@ def greedy_coreset_indices(vectors: Tensor, size: int, seed: int = 0, projection
         chosen[step] = int(nearest.argmax())
         nearest = torch.minimum(nearest, squared_distances(int(chosen[step])))
     return chosen
+
+
+def build_patch_banks(
+    feature_maps: Sequence[Tensor],
+    ratio: float = 0.01,
+    max_size: int = 4096,
+    max_candidates: int = 100_000,
+    seed: int = 0,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``, and the
+    ``[M]`` index of the normal image each vector came from (for leave-self-out).
+
+    M = ratio x (N*h*w), capped at ``max_size``; the coreset is drawn from at most
+    ``max_candidates`` locations (a seeded random subset), which bounds the setup time.
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"patch bank ratio must be in (0, 1] (got {ratio}); PatchCore uses 0.01")
+    generator = torch.Generator().manual_seed(seed)
+    banks, sources = [], []
+    for maps in feature_maps:
+        vectors = patch_vectors(maps.float())
+        candidates = torch.arange(vectors.shape[0])
+        if vectors.shape[0] > max_candidates:
+            candidates = torch.randperm(vectors.shape[0], generator=generator)[:max_candidates]
+        size = min(max_size, max(1, round(ratio * maps.shape[0] * maps.shape[2] * maps.shape[3])))
+        chosen = candidates[greedy_coreset_indices(vectors[candidates], size, seed)]
+        banks.append(vectors[chosen].clone())
+        sources.append(chosen // (maps.shape[2] * maps.shape[3]))  # patch_vectors lists image by image
+    return banks, sources

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prn.models.coreset import greedy_coreset_indices
-from prn.models.prototypes import NO_SOURCE, excluded_prototypes, nearest_prototype_indices
+from prn.models.prototype_search import NO_SOURCE, excluded_prototypes, nearest_prototype_indices
 
 MEMORY_CHUNK = 2048  # memory vectors compared per matmul
 AGGREGATION_KERNEL = 3  # PatchCore's local neighbourhood

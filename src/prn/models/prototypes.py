@@ -24,7 +24,8 @@ Table 6). The bank therefore records which normal image each prototype came from
 (``sources_j``; -1 for a k-means centroid of several), and training passes each sample's base
 image as ``exclude``, so the residual is taken against the *other* normal images, as at test.
 
-`PrototypeBank` stores them as buffers so they travel with checkpoints and exports;
+`PrototypeBank` builds itself (``fit``: k-means in ``kmeans.py``, coresets in ``coreset.py``) and searches
+(``prototype_search.py``). It stores the prototypes as buffers so they travel with checkpoints and exports;
 its buffers start empty (K = 0) and resize on `load_state_dict`, because K depends
 on the data set and is only known after clustering.
 """
@@ -33,19 +34,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from prn.models.coreset import greedy_coreset_indices
-from prn.models.kmeans import number_of_prototypes
+from prn.models.coreset import build_patch_banks
+from prn.models.kmeans import build_prototypes, kmeans_uses_gpu, number_of_prototypes
+from prn.models.prototype_search import (
+    NO_SOURCE,
+    PATCH_CHUNK,
+    excluded_prototypes,
+    location_major,
+    nearest_in_window,
+    nearest_prototype_indices,
+    nearest_prototype_per_location,
+    nearest_whole_maps,
+    patch_vectors,
+)
 
 NUM_SCALES = 3
-DISTANCE_CHUNK = 64  # prototypes compared per matmul; bounds the temporary memory
-PATCH_CHUNK = 512  # bank vectors compared per matmul in patch matching (queries x 512 floats)
 MATCHES = ("image", "patch", "location")
-NO_SOURCE = -1  # a prototype that mixes several normal images (a k-means centroid): never excluded
 
 
 def prototype_sources(num_images: int, ratio: float) -> Tensor:
@@ -55,155 +65,30 @@ def prototype_sources(num_images: int, ratio: float) -> Tensor:
     return torch.full((number_of_prototypes(num_images, ratio),), NO_SOURCE, dtype=torch.long)
 
 
-def patch_vectors(maps: Tensor) -> Tensor:
-    """``[N, c, h, w]`` maps as ``[N*h*w, c]`` location vectors."""
-    return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+@dataclass(frozen=True)
+class PrototypeFitting:
+    """How a bank builds itself from the normal maps (``callbacks.prototypes``): k-means for whole maps
+    (``ratio`` x N prototypes, ``iterations``, ``kmeans_backend``: faiss, on a GPU where faiss-gpu sees one
+    unless ``use_gpu`` says otherwise, or torch on the maps' device), a coreset of location vectors for patches."""
 
+    ratio: float = 0.1
+    iterations: int = 300
+    seed: int = 0
+    use_gpu: bool | None = None
+    kmeans_backend: str = "faiss"
+    patch_ratio: float = 0.01
+    max_patches: int = 4096
+    max_candidates: int = 100_000
 
-def build_patch_banks(
-    feature_maps: Sequence[Tensor],
-    ratio: float = 0.01,
-    max_size: int = 4096,
-    max_candidates: int = 100_000,
-    seed: int = 0,
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Per-scale ``[M, c]`` banks of normal location vectors for ``match="patch"``, and the
-    ``[M]`` index of the normal image each vector came from (for leave-self-out).
-
-    M = ratio x (N*h*w), capped at ``max_size``; the coreset is drawn from at most
-    ``max_candidates`` locations (a seeded random subset), which bounds the setup time.
-    """
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"patch bank ratio must be in (0, 1] (got {ratio}); PatchCore uses 0.01")
-    generator = torch.Generator().manual_seed(seed)
-    banks, sources = [], []
-    for maps in feature_maps:
-        vectors = patch_vectors(maps.float())
-        candidates = torch.arange(vectors.shape[0])
-        if vectors.shape[0] > max_candidates:
-            candidates = torch.randperm(vectors.shape[0], generator=generator)[:max_candidates]
-        size = min(max_size, max(1, round(ratio * maps.shape[0] * maps.shape[2] * maps.shape[3])))
-        chosen = candidates[greedy_coreset_indices(vectors[candidates], size, seed)]
-        banks.append(vectors[chosen].clone())
-        sources.append(chosen // (maps.shape[2] * maps.shape[3]))  # patch_vectors lists image by image
-    return banks, sources
-
-
-def excluded_prototypes(exclude: Tensor | None, sources: Tensor) -> Tensor | None:
-    """``[B, K]`` True where prototype k came from sample b's own base image (``exclude[b]``, -1: none)."""
-    if exclude is None:
-        return None
-    exclude = exclude.to(sources.device)
-    return (sources[None, :] == exclude[:, None]) & (exclude[:, None] != NO_SOURCE)
-
-
-def nearest_prototype_indices(
-    features: Tensor,
-    prototypes: Tensor,
-    chunk: int = DISTANCE_CHUNK,
-    forbidden: Tensor | None = None,
-    count: int | None = None,
-) -> Tensor:
-    """argmin_k ||f - p_k||_2 for flattened [N, D] features vs [K, D] prototypes: ``[N]``, or with
-    ``count`` the ``count`` nearest in order, ``[N, count]``.
-
-    ``forbidden`` (``[G, K]``, N = G x r) keeps rows g*r .. g*r + r - 1 from the prototypes
-    forbidden in its row g: one row per image, whose r locations follow each other (patch match),
-    or r = 1 (whole maps); a row that forbids every prototype gets one of them anyway.
-
-    Uses ||f||^2 - 2 f.p + ||p||^2 (one matmul per chunk of prototypes) instead of
-    materialising the N x K x D differences. Always in float32, autocast switched off:
-    bf16 rounds f.p by more than the gaps between prototype distances (on MVTec bottle at
-    256², K = 12, a bf16 matmul picked another prototype for 10, 10 and 20 of 42 test images
-    at scales 1, 2, 3; bf16 features with a float32 matmul picked the same).
-    """
-    with torch.autocast(features.device.type, enabled=False):
-        nearest = _nearest_in_float32(features.float(), prototypes.float(), chunk, forbidden, count or 1)
-    return nearest[:, 0] if count is None else nearest
-
-
-def _nearest_in_float32(
-    features: Tensor, prototypes: Tensor, chunk: int, forbidden: Tensor | None, count: int
-) -> Tensor:
-    rows = features.shape[0]
-    best_distance = torch.empty(rows, 0, device=features.device)
-    best_index = torch.empty(rows, 0, dtype=torch.long, device=features.device)
-    feature_norms = features.pow(2).sum(1, keepdim=True)
-    for start in range(0, prototypes.shape[0], chunk):
-        block = prototypes[start : start + chunk]
-        distances = feature_norms - 2.0 * features @ block.T + block.pow(2).sum(1)[None]
-        if forbidden is not None:  # broadcast each image's row over its locations: no [N, K] mask is built
-            grouped = distances.view(forbidden.shape[0], -1, block.shape[0])
-            distances = grouped.masked_fill(forbidden[:, None, start : start + chunk], float("inf")).view(rows, -1)
-        chunk_distance, chunk_index = distances.topk(min(count, block.shape[0]), dim=1, largest=False)
-        best_distance, order = torch.cat([best_distance, chunk_distance], 1).topk(
-            min(count, best_distance.shape[1] + chunk_distance.shape[1]), dim=1, largest=False
-        )
-        best_index = torch.cat([best_index, chunk_index + start], 1).gather(1, order)
-    return best_index
-
-
-def location_major(prototypes: Tensor) -> Tensor:
-    """``[hw, c, K]`` contiguous copy of ``[K, c, h, w]`` prototypes: one matrix per location for ``bmm``."""
-    return prototypes.flatten(2).permute(2, 1, 0).contiguous()
-
-
-def nearest_prototype_per_location(
-    features: Tensor, prototypes: Tensor, keys: Tensor | None = None, forbidden: Tensor | None = None
-) -> Tensor:
-    """``[B, h, w]`` index of the prototype nearest to ``features`` at each location (float32),
-    skipping the ``[B, K]`` ``forbidden`` pairs.
-
-    ||f - p||^2 = ||f||^2 - 2 f.p + ||p||^2 per location; the f.p of all locations is one
-    batched matmul over the h*w locations (``keys``: ``location_major(prototypes)``, passed in
-    when cached), so no ``[B, K, c, h, w]`` difference is materialised.
-    """
-    b, c, h, w = features.shape
-    keys = location_major(prototypes) if keys is None else keys  # [hw, c, K]
-    queries = features.flatten(2).permute(2, 0, 1).contiguous()  # [hw, B, c]
-    distances = keys.pow(2).sum(1, keepdim=True) - 2.0 * torch.bmm(
-        queries, keys
-    )  # [hw, B, K]; ||f||^2 is constant in k
-    if forbidden is not None:
-        distances = distances.masked_fill(forbidden[None], float("inf"))
-    return distances.argmin(2).T.reshape(b, h, w)
-
-
-def nearest_whole_maps(features: Tensor, prototypes: Tensor, count: int, forbidden: Tensor | None = None) -> Tensor:
-    """``[B, count]`` indices of the whole prototype maps nearest to each ``[B, c, h, w]`` map (float32)."""
-    return nearest_prototype_indices(features.flatten(1), prototypes.flatten(1), forbidden=forbidden, count=count)
-
-
-def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tensor:
-    """``[B, c, h, w]``: at each location x, the vector nearest to F(x) among the ``[B, M, c, h, w]``
-    candidate maps at every location within ``radius`` cells of x (a square window; the border repeats).
-
-    One pass per window offset keeps one ``[B, h, w, M]`` distance map in memory; the chosen
-    vectors are gathered once at the end.
-    """
-    b, m, c, h, w = candidates.shape
-    side = 2 * radius + 1
-    padded = nn.functional.pad(candidates.reshape(b, m * c, h, w), (radius,) * 4, mode="replicate")
-    padded = padded.view(b, m, c, h + 2 * radius, w + 2 * radius).permute(0, 3, 4, 1, 2).contiguous()  # [B, H, W, M, c]
-    norms = padded.pow(2).sum(-1)
-    queries = features.permute(0, 2, 3, 1)[..., None]  # [B, h, w, c, 1]
-    best = torch.full((b, h, w), float("inf"), device=features.device)
-    best_offset = torch.zeros((b, h, w), dtype=torch.long, device=features.device)
-    best_map = torch.zeros_like(best_offset)
-    for offset in range(side * side):
-        dy, dx = divmod(offset, side)
-        distance = (
-            norms[:, dy : dy + h, dx : dx + w]
-            - 2.0 * torch.matmul(padded[:, dy : dy + h, dx : dx + w], queries)[..., 0]
-        )
-        distance, index = distance.min(-1)
-        better = distance < best
-        best = torch.where(better, distance, best)
-        best_map = torch.where(better, index, best_map)
-        best_offset = torch.where(better, offset, best_offset)
-    rows = torch.arange(h, device=features.device)[None, :, None] + best_offset // side
-    cols = torch.arange(w, device=features.device)[None, None, :] + best_offset % side
-    return padded[torch.arange(b, device=features.device)[:, None, None], rows, cols, best_map].permute(0, 3, 1, 2)
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio <= 1.0:
+            raise ValueError(
+                f"prototypes.ratio must be in (0, 1], got {self.ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering"
+            )
+        if not 0.0 < self.patch_ratio <= 1.0:
+            raise ValueError(
+                f"prototypes.patch_ratio must be in (0, 1], got {self.patch_ratio}: PatchCore keeps 0.01 of the locations"
+            )
 
 
 def _require_same_map_shape(features: Tensor, prototypes: Tensor) -> None:
@@ -286,6 +171,33 @@ class PrototypeBank(nn.Module):
             current = getattr(self, name)
             setattr(self, name, value.detach().to(device=current.device, dtype=torch.float32).clone())
             setattr(self, source_name, source.detach().to(device=current.device, dtype=torch.long).clone())
+
+    @torch.no_grad()
+    def fit(self, feature_maps: Sequence[Tensor], fitting: PrototypeFitting = PrototypeFitting()) -> bool:
+        """Build and install the prototypes from every normal image's ``[N, c, h, w]`` map per scale, as this
+        bank's ``match`` needs them; True where k-means ran on a GPU."""
+        if self.match == "patch":
+            banks, sources = build_patch_banks(
+                [maps.cpu() for maps in feature_maps],
+                fitting.patch_ratio,
+                fitting.max_patches,
+                fitting.max_candidates,
+                fitting.seed,
+            )
+            self.set_prototypes(banks, sources)
+            return False
+        clustering = fitting.ratio < 1.0
+        if fitting.kmeans_backend == "torch":
+            on_gpu = clustering and feature_maps[0].is_cuda
+        else:
+            on_gpu = clustering and kmeans_uses_gpu(fitting.use_gpu)
+            feature_maps = [maps.cpu() for maps in feature_maps]
+        prototypes = build_prototypes(
+            feature_maps, fitting.ratio, fitting.iterations, fitting.seed, on_gpu, fitting.kmeans_backend
+        )
+        sources = [prototype_sources(feature_maps[0].shape[0], fitting.ratio)] * len(prototypes)
+        self.set_prototypes(prototypes, sources)
+        return on_gpu
 
     def residuals(self, features: Sequence[Tensor], exclude: Tensor | None = None) -> list[Tensor]:
         """Element-wise distance to the nearest prototype, per scale independently.

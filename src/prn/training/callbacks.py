@@ -1,8 +1,8 @@
 """Multi-scale prototypes (paper Sec. 3.1) built as a setup-stage Lightning callback.
 
-At ``setup("fit")`` the frozen layer1–3 features of every normal training image are
-clustered with FAISS k-means, per scale (``model.net.prototype_match=image``, the paper),
-or reduced to a coreset of location vectors (``prototype_match=patch``); with
+At ``setup("fit")`` the frozen layer1–3 features of every normal training image go to the network's
+``PrototypeBank.fit``, which builds what its match needs: k-means per scale (``model.net.prototype_match=image``,
+the paper) or a coreset of location vectors (``prototype_match=patch``); with
 ``model.net.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``).
 The result becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
 """
@@ -15,10 +15,8 @@ import time
 import lightning as L
 import torch
 
-from prn.models import build_patch_banks, build_prototypes
-from prn.models.kmeans import kmeans_uses_gpu
 from prn.models.patch_memory import build_patch_memory, median_normal_distance
-from prn.models.prototypes import prototype_sources
+from prn.models.prototypes import PrototypeFitting
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +39,16 @@ class PrototypeCallback(L.Callback):
         memory_candidates: int = 200_000,
         kmeans_backend: str = "faiss",
     ) -> None:
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(
-                f"prototypes.ratio must be in (0, 1], got {ratio}: use 0.1 for the paper's 10 %, 1.0 for no clustering"
-            )
-        if not 0.0 < patch_ratio <= 1.0:
-            raise ValueError(
-                f"prototypes.patch_ratio must be in (0, 1], got {patch_ratio}: PatchCore keeps 0.01 of the locations"
-            )
-        self.ratio = ratio
+        self.fitting = PrototypeFitting(
+            ratio, iterations, seed, use_gpu, kmeans_backend, patch_ratio, max_patches, max_candidates
+        )
         if not 0.0 < memory_ratio <= 1.0:
             raise ValueError(
                 f"prototypes.memory_ratio must be in (0, 1], got {memory_ratio}: a fraction of all normal locations"
             )
-        self.patch_ratio, self.max_patches, self.max_candidates = patch_ratio, max_patches, max_candidates
         self.memory_ratio, self.max_memory, self.memory_candidates = memory_ratio, max_memory, memory_candidates
         self.memory_seconds = 0.0
-        self.iterations = iterations
         self.seed = seed
-        self.use_gpu = use_gpu
-        self.kmeans_backend = kmeans_backend
         self.refit = refit
         self.seconds = 0.0
         self.kmeans_on_gpu = False  # set when k-means runs: on a GPU wherever faiss-gpu sees one (use_gpu unset)
@@ -80,14 +68,10 @@ class PrototypeCallback(L.Callback):
             )
         start = time.perf_counter()
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
-        if net.prototypes.match == "patch":
-            prototypes, sources = build_patch_banks(
-                features, self.patch_ratio, self.max_patches, self.max_candidates, self.seed
-            )
-        else:
-            prototypes = self._kmeans(features, trainer.strategy.root_device)
-            sources = [prototype_sources(features[0].shape[0], self.ratio)] * len(prototypes)
-        net.prototypes.set_prototypes(prototypes, sources)
+        if self.fitting.kmeans_backend == "torch":
+            features = [maps.to(trainer.strategy.root_device) for maps in features]
+        self.kmeans_on_gpu = net.prototypes.fit(features, self.fitting)
+        prototypes = net.prototypes.prototypes()
         self.seconds = time.perf_counter() - start
         log.info(
             "Prototypes (%s match): %s per scale from %d normal images in %.1f s%s",
@@ -118,18 +102,6 @@ class PrototypeCallback(L.Callback):
             scale,
             self.memory_seconds,
         )
-
-    @torch.no_grad()
-    def _kmeans(self, features: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-        """faiss k-means (on a GPU where faiss-gpu sees one), or torch's on the training device (``kmeans_backend``)."""
-        if self.kmeans_backend == "torch":
-            self.kmeans_on_gpu = self.ratio < 1.0 and device.type == "cuda"
-            on_device = [maps.to(device) for maps in features]
-            return [
-                p.cpu() for p in build_prototypes(on_device, self.ratio, self.iterations, self.seed, backend="torch")
-            ]
-        self.kmeans_on_gpu = self.ratio < 1.0 and kmeans_uses_gpu(self.use_gpu)  # ratio 1.0: no clustering
-        return build_prototypes(features, self.ratio, self.iterations, self.seed, self.kmeans_on_gpu)
 
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
         """Frozen layer1–3 maps of every normal image, one ``[N, c, h, w]`` tensor per scale."""
