@@ -1,4 +1,4 @@
-"""k-means of the prototypes by faiss and by torch (``callbacks.prototypes.kmeans_backend``): inertia and time.
+"""k-means of the prototypes by faiss and by torch (``prototypes.kmeans_backend``): inertia and time.
 
 The real input: the frozen encoder's layer1-3 maps of a category's normal training images, clustered
 into K = ratio x N prototypes per scale with the same seed and iterations::

@@ -268,8 +268,8 @@ def test_resume_keeps_the_saved_patch_memory(tmp_path, compose_cfg, tiny):
     overrides = [
         *tiny,
         f"paths.output_dir={tmp_path}",
-        "model.net.prototype_match=location",
-        "model.net.patch_memory=true",
+        "prototypes.match=location",
+        "prototypes.patch_memory=true",
     ]
     saved = build_module(compose_cfg("train", overrides))
     saved.net.patch_memory.set_memory(torch.rand(7, 384), torch.arange(7), distance_scale=1.5)

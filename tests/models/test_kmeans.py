@@ -68,7 +68,7 @@ def test_kmeans_on_the_gpu_when_faiss_cannot_use_one_names_the_option_and_the_fi
 
     monkeypatch.setattr(kmeans, "faiss_gpu_available", lambda: False)
     assert kmeans.kmeans_uses_gpu(None) is False
-    with pytest.raises(ValueError, match=r"callbacks.prototypes.use_gpu.*make install"):
+    with pytest.raises(ValueError, match=r"prototypes.use_gpu.*make install"):
         kmeans_prototypes(torch.rand(10, 4), ratio=0.5, use_gpu=True)
 
 

@@ -37,5 +37,5 @@ def test_fusion_is_the_weighted_mean_of_the_two_maps_from_one_pass(memory_net):
 
 def test_a_memory_weight_without_patch_memory_names_the_option():
     net = tiny_module((128, 128)).net.eval()
-    with pytest.raises(ValueError, match="model.net.patch_memory=true"):
+    with pytest.raises(ValueError, match="prototypes.patch_memory=true"):
         anomaly_maps(net, torch.rand(1, 3, 128, 128), memory_weight=0.5)

@@ -38,7 +38,7 @@ def kmeans_uses_gpu(use_gpu: bool | None) -> bool:
         return faiss_gpu_available()
     if use_gpu and not faiss_gpu_available():
         raise ValueError(
-            "callbacks.prototypes.use_gpu=true, but faiss sees no GPU (the faiss-cpu build, or no CUDA "
+            "prototypes.use_gpu=true, but faiss sees no GPU (the faiss-cpu build, or no CUDA "
             "device): run `make install` on the GPU machine (it installs faiss-gpu), or leave use_gpu unset"
         )
     return use_gpu
@@ -64,7 +64,7 @@ def kmeans_prototypes(
     if features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"features must be a non-empty [N, D] tensor, got shape {tuple(features.shape)}")
     if backend not in KMEANS_BACKENDS:
-        raise ValueError(f"callbacks.prototypes.kmeans_backend={backend!r} must be one of {KMEANS_BACKENDS}")
+        raise ValueError(f"prototypes.kmeans_backend={backend!r} must be one of {KMEANS_BACKENDS}")
     num_prototypes = number_of_prototypes(features.shape[0], ratio)
     if ratio == 1.0:
         return features.detach().clone()

@@ -134,7 +134,7 @@ class PatchMemory(nn.Module):
         if not self.is_fitted:
             raise RuntimeError(
                 "PatchMemory is empty: run the PrototypeCallback (or call set_memory) before training/inference "
-                "with model.net.patch_memory=true"
+                "with prototypes.patch_memory=true"
             )
         descriptors = self.descriptors(features)
         if descriptors.shape[1] != self.memory.shape[1]:

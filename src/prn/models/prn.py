@@ -128,7 +128,7 @@ class PRNet(nn.Module):
         )
         if patch_memory and not use_mp:
             raise ValueError(
-                "model.net.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)"
+                "prototypes.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)"
             )
         self.patch_memory = PatchMemory(memory_layers) if patch_memory else None
         self.residual_mixers = nn.ModuleList(ResidualMixer(c) for c in skip_channels) if patch_memory else None

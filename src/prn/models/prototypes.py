@@ -114,13 +114,13 @@ class PrototypeBank(nn.Module):
     ) -> None:
         super().__init__()
         if match not in MATCHES:
-            raise ValueError(f"model.net.prototype_match={match!r} must be one of {list(MATCHES)}")
+            raise ValueError(f"prototypes.match={match!r} must be one of {list(MATCHES)}")
         if window < 0 or (window > 0 and match != "location"):
             raise ValueError(
-                f"model.net.location_window={window} must be >= 0, and > 0 only with prototype_match=location"
+                f"prototypes.window={window} must be >= 0, and > 0 only with prototype_match=location"
             )
         if candidates < 1:
-            raise ValueError(f"model.net.location_candidates={candidates} must be >= 1")
+            raise ValueError(f"prototypes.candidates={candidates} must be >= 1")
         self.num_scales = num_scales
         self.match = match
         self.window, self.candidates = window, candidates

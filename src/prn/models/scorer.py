@@ -31,7 +31,7 @@ def map_components(net: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
     logits, distance = net.forward_with_distance(images)
     if distance is None:
         raise ValueError(
-            "memory_weight > 0 fuses the patch memory's map: the network needs model.net.patch_memory=true"
+            "memory_weight > 0 fuses the patch memory's map: the network needs prototypes.patch_memory=true"
         )
     return torch.sigmoid(logits), memory_map(distance, logits.shape[-2:])
 

@@ -1,9 +1,9 @@
 """Multi-scale prototypes (paper Sec. 3.1) built as a setup-stage Lightning callback.
 
 At ``setup("fit")`` the frozen layer1–3 features of every normal training image go to the network's
-``PrototypeBank.fit``, which builds what its match needs: k-means per scale (``model.net.prototype_match=image``,
+``PrototypeBank.fit``, which builds what its match needs: k-means per scale (``prototypes.match=image``,
 the paper) or a coreset of location vectors (``prototype_match=patch``); with
-``model.net.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``).
+``prototypes.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``).
 The result becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
 """
 
