@@ -24,9 +24,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--memory-ratios", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    parser.add_argument(
-        "--max-memory", type=int, default=16_384, help="cap on the memory, as prototypes.max_memory"
-    )
+    parser.add_argument("--max-memory", type=int, default=16_384, help="cap on the memory, as prototypes.max_memory")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     return parser.parse_args()
