@@ -90,9 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``gpu`` run only where CUDA is present; xdist groups keep costly fixtures built once."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    """Tests marked ``gpu`` run only where CUDA is present; xdist groups keep costly fixtures built once: each
+    module's tests share a worker (module fixtures), and every module using a costly session fixture shares one."""
+    shared = {_module_of(item): fixture for item in items for fixture in _shared_fixtures(item)}
+    for item in items:  # a module whose tests use a costly session fixture joins that fixture's worker whole
+        item.add_marker(pytest.mark.xdist_group(shared.get(_module_of(item), _module_of(item))))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -101,9 +103,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    """The worker a test shares: every user of a costly session fixture one, else its module's (module fixtures)."""
-    for fixture in SHARED_FIXTURE_GROUPS:
-        if fixture in getattr(item, "fixturenames", ()):
-            return fixture
+def _module_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
+
+
+def _shared_fixtures(item: pytest.Item) -> list[str]:
+    """The costly session fixtures (``SHARED_FIXTURE_GROUPS``) a test uses: their users share one worker."""
+    return [fixture for fixture in SHARED_FIXTURE_GROUPS if fixture in getattr(item, "fixturenames", ())]

@@ -31,11 +31,11 @@ def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
 
 @pytest.mark.parametrize(
     ("match", "window", "memory", "sigma", "weight"),
-    [
-        ("patch", 0, False, 0.0, 0.0),
-        ("location", 0, False, 0.0, 0.0),
-        ("location", 2, False, 0.0, 0.0),
-        ("location", 2, True, 4.0, 0.0),
+    [  # the own-parts graph (window, memory, fused map) in make test; each other branch in make test-all (1-2 min each)
+        pytest.param("patch", 0, False, 0.0, 0.0, marks=pytest.mark.slow),
+        pytest.param("location", 0, False, 0.0, 0.0, marks=pytest.mark.slow),
+        pytest.param("location", 2, False, 0.0, 0.0, marks=pytest.mark.slow),
+        pytest.param("location", 2, True, 4.0, 0.0, marks=pytest.mark.slow),
         ("location", 2, True, 0.0, 0.5),
     ],
 )

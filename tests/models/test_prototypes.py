@@ -170,7 +170,9 @@ def test_location_window_forgives_a_shift_of_a_cell_that_location_match_does_not
 
 
 def test_location_window_needs_location_match() -> None:
-    with pytest.raises(ValueError, match="location_window=2 must be >= 0, and > 0 only with prototype_match=location"):
+    with pytest.raises(
+        ValueError, match="prototypes.window=2 must be >= 0, and > 0 only with prototypes.match=location"
+    ):
         PrototypeBank(1, "image", window=2)
 
 
@@ -226,7 +228,7 @@ def test_sources_must_have_one_entry_per_prototype() -> None:
 def test_bank_shapes_are_checked_for_the_match_mode() -> None:
     with pytest.raises(ValueError, match=r"\[M, c\]"):
         PrototypeBank(1, "patch").set_prototypes([torch.rand(2, 8, 4, 4)])
-    with pytest.raises(ValueError, match="prototype_match"):
+    with pytest.raises(ValueError, match=r"prototypes.match=.pixel. must be one of"):
         PrototypeBank(1, "pixel")
 
 

@@ -116,7 +116,7 @@ class PrototypeBank(nn.Module):
         if match not in MATCHES:
             raise ValueError(f"prototypes.match={match!r} must be one of {list(MATCHES)}")
         if window < 0 or (window > 0 and match != "location"):
-            raise ValueError(f"prototypes.window={window} must be >= 0, and > 0 only with prototype_match=location")
+            raise ValueError(f"prototypes.window={window} must be >= 0, and > 0 only with prototypes.match=location")
         if candidates < 1:
             raise ValueError(f"prototypes.candidates={candidates} must be >= 1")
         self.num_scales = num_scales
