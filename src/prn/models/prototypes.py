@@ -189,7 +189,6 @@ class PrototypeBank(nn.Module):
             on_gpu = clustering and feature_maps[0].is_cuda
         else:
             on_gpu = clustering and kmeans_uses_gpu(fitting.use_gpu)
-            feature_maps = [maps.cpu() for maps in feature_maps]
         prototypes = build_prototypes(
             feature_maps, fitting.ratio, fitting.iterations, fitting.seed, on_gpu, fitting.kmeans_backend
         )

@@ -58,9 +58,7 @@ def device_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.nda
             )
         if sum(map(len, by_source.values())) >= count:
             break
-    queues = list(by_source.values())
-    ordered = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
-    return ordered[:count]
+    return _interleave(list(by_source.values()))[:count]
 
 
 def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:
@@ -69,7 +67,11 @@ def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:
     for plan in plans:
         if plan[0] != NORMAL:
             by_source.setdefault(plan[0], []).append(plan)
-    queues = list(by_source.values())
+    return _interleave(list(by_source.values()))
+
+
+def _interleave(queues: list[list]) -> list:
+    """The first of every queue, then the second of every queue, and so on."""
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from prn.data.device.pool import PoolTensors
+from prn.data.device.pool import PoolTensors, as_float
 from prn.data.device.sources import DeviceExtendedAnomalies, DeviceSimulatedAnomalies
 from prn.data.generation import ExtendedAnomalySource, SimulatedAnomalySource
 from prn.data.training import NO_BASE, NORMAL, SEEN, SlotPlan
@@ -116,5 +116,5 @@ class DeviceBatchMaker:
             return pool.normal_images(bases), torch.zeros(len(bases), *pool.image_size, device=bases.device)
         if name == SEEN:
             chosen = torch.randint(len(pool.seen_images), (len(bases),), generator=generator, device=bases.device)
-            return pool.seen_images[chosen].float() / 255.0, pool.seen_masks[chosen].float()
+            return as_float(pool.seen_images[chosen]), pool.seen_masks[chosen].float()
         return self.sources[name](pool, bases, generator)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prn.data.generation.simulated import TextureCache
+from prn.data.generation.simulated import decode_texture
 from prn.data.types import TrainingPool
 
 DECODE_THREADS = 8
@@ -37,7 +37,7 @@ def _stack_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> Tensor:
 def decode_textures(files: list[Path], shape: tuple[int, int]) -> Tensor:
     """``[T, 3, H, W]`` uint8: every texture file decoded and resized to ``shape`` (as the CPU path's cache does)."""
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        textures = list(pool.map(lambda path: TextureCache._decode(path, shape), files))
+        textures = list(pool.map(lambda path: decode_texture(path, shape), files))
     return _stack_images(textures, shape)
 
 

@@ -61,6 +61,16 @@ def list_textures(dtd_dir: str | None) -> list[Path]:
     return files
 
 
+def decode_texture(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A DTD texture as uint8 RGB resized to ``shape``, or an error naming the file and the fix."""
+    try:
+        with Image.open(path) as image:
+            resized = image.convert("RGB").resize((shape[1], shape[0]), Image.BILINEAR)
+    except OSError as error:
+        raise OSError(f"cannot read DTD texture {path}: {error}; remove the file from generation.dtd_dir") from error
+    return np.asarray(resized, dtype=np.uint8)
+
+
 class TextureCache:
     """Decoded textures resized to one size, kept in a bounded least-recently-used cache."""
 
@@ -77,22 +87,11 @@ class TextureCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        texture = self._decode(self.files[index], shape)
+        texture = decode_texture(self.files[index], shape)
         self._items[key] = texture
         if len(self._items) > self.max_items:
             self._items.popitem(last=False)
         return texture
-
-    @staticmethod
-    def _decode(path: Path, shape: tuple[int, int]) -> np.ndarray:
-        try:
-            with Image.open(path) as image:
-                resized = image.convert("RGB").resize((shape[1], shape[0]), Image.BILINEAR)
-        except OSError as error:
-            raise OSError(
-                f"cannot read DTD texture {path}: {error}; remove the file from generation.dtd_dir"
-            ) from error
-        return np.asarray(resized, dtype=np.uint8)
 
 
 class SimulatedAnomalySource:
