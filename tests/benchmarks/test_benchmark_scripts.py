@@ -16,7 +16,19 @@ def _run(script, *args, cwd=None):
 
 
 def test_model_speed_reports_times_flops_and_parts_with_channels_last_and_bf16():
-    out = _run("model_speed.py", "--batch", "1", "--size", "128", "--repeats", "1", "--channels-last", "--bf16")
+    out = _run(
+        "model_speed.py",
+        "--batch",
+        "1",
+        "--size",
+        "128",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--channels-last",
+        "--bf16",
+    )
     assert "channels_last=True bf16=True" in out
     assert "forward (eval, no_grad)" in out and "forward+backward (train)" in out
     assert "GFLOPs/image            total" in out and "decoder" in out

@@ -16,7 +16,7 @@ from prn.training.module import PRNModule
 def _checkpoint(path, size=128, calibration=None):
     torch.manual_seed(0)
     module = PRNModule(
-        PRNet(encoder_weights=None),
+        PRNet(encoder_weights=None, msa_depth=1),  # one MSA block a scale: the graph exports in half the time
         data_config={"name": "synthetic", "category": "discs", "image_size": size},
         top_k=10,
     )

@@ -111,29 +111,26 @@ def nearest_in_window(features: Tensor, candidates: Tensor, radius: int) -> Tens
     """``[B, c, h, w]``: at each location x, the vector nearest to F(x) among the ``[B, M, c, h, w]``
     candidate maps at every location within ``radius`` cells of x (a square window; the border repeats).
 
-    One pass per window offset keeps one ``[B, h, w, M]`` distance map in memory; the chosen
-    vectors are gathered once at the end.
+    One pass per window row: the row's ``2 radius + 1`` horizontal offsets are a strided view
+    (``unfold``) contracted with the queries in one batched product, so a pass holds a fifth of
+    the window's candidates (radius 2), not all of them; ties go to the first offset, then the
+    first map. A handful of operations per row instead of per offset keeps exported graphs small
+    (torch.export and ONNX trace every operation).
     """
     b, m, c, h, w = candidates.shape
     side = 2 * radius + 1
     padded = nn.functional.pad(candidates.reshape(b, m * c, h, w), (radius,) * 4, mode="replicate")
     padded = padded.view(b, m, c, h + 2 * radius, w + 2 * radius).permute(0, 3, 4, 1, 2).contiguous()  # [B, H, W, M, c]
-    norms = padded.pow(2).sum(-1)
-    queries = features.permute(0, 2, 3, 1)[..., None]  # [B, h, w, c, 1]
-    best = torch.full((b, h, w), float("inf"), device=features.device)
-    best_offset = torch.zeros((b, h, w), dtype=torch.long, device=features.device)
-    best_map = torch.zeros_like(best_offset)
-    for offset in range(side * side):
-        dy, dx = divmod(offset, side)
-        distance = (
-            norms[:, dy : dy + h, dx : dx + w]
-            - 2.0 * torch.matmul(padded[:, dy : dy + h, dx : dx + w], queries)[..., 0]
-        )
-        distance, index = distance.min(-1)
-        better = distance < best
-        best = torch.where(better, distance, best)
-        best_map = torch.where(better, index, best_map)
-        best_offset = torch.where(better, offset, best_offset)
-    rows = torch.arange(h, device=features.device)[None, :, None] + best_offset // side
-    cols = torch.arange(w, device=features.device)[None, None, :] + best_offset % side
-    return padded[torch.arange(b, device=features.device)[:, None, None], rows, cols, best_map].permute(0, 3, 1, 2)
+    norms = padded.pow(2).sum(-1)  # [B, H, W, M]
+    queries = features.permute(0, 2, 3, 1)  # [B, h, w, c]
+    rows = []
+    for dy in range(side):  # each: [B, h, w, side (dx), M] distances up to the constant ||F(x)||^2
+        products = torch.einsum("bhwmcs,bhwc->bhwsm", padded[:, dy : dy + h].unfold(2, side, 1), queries)
+        rows.append(norms[:, dy : dy + h].unfold(2, side, 1).transpose(3, 4) - 2.0 * products)
+    best = torch.stack(rows, 3).flatten(3).argmin(3)  # [B, h, w] over (dy, dx, map)
+    offset, best_map = best // m, best % m
+    rows_at = torch.arange(h, device=features.device)[None, :, None] + offset // side
+    cols_at = torch.arange(w, device=features.device)[None, None, :] + offset % side
+    return padded[torch.arange(b, device=features.device)[:, None, None], rows_at, cols_at, best_map].permute(
+        0, 3, 1, 2
+    )
