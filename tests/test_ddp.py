@@ -73,6 +73,7 @@ def test_ddp_on_two_cpu_processes_trains_tests_and_writes_one_result(tmp_path, c
     )
 
 
+@pytest.mark.slow  # four processes, 70 s on 2 cores: make test-all; the single-run DDP test above stays in make test
 def test_ddp_inside_a_multirun_pairs_every_job_with_its_own_ranks(tmp_path):
     """Lightning's launcher re-runs the command, so rank 1 runs the same sweep in lockstep
     with rank 0; with an explicit sweep dir (as make sets it) every job ends complete."""

@@ -132,13 +132,10 @@ def test_location_match_takes_each_half_of_a_part_from_the_normal_image_that_fit
     assert image_bank.residuals([both])[0].sum() == 16, "a whole map leaves one half unexplained"
 
 
-def test_window_search_is_the_nearest_vector_within_the_window() -> None:
+@pytest.mark.parametrize("radius", [1, 2])
+def test_window_search_is_the_nearest_vector_within_the_window(radius: int) -> None:
     generator = torch.Generator().manual_seed(7)
-    features, candidates, radius = (
-        torch.rand(2, 3, 5, 6, generator=generator),
-        torch.rand(2, 4, 3, 5, 6, generator=generator),
-        1,
-    )
+    features, candidates = torch.rand(2, 3, 5, 6, generator=generator), torch.rand(2, 4, 3, 5, 6, generator=generator)
     chosen = nearest_in_window(features, candidates, radius)
     for b in range(2):
         for y in range(5):
