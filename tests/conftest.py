@@ -97,9 +97,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked ``gpu`` run only where CUDA is present; xdist groups keep costly fixtures built once: each
     module's tests share a worker (module fixtures), and every module using a costly session fixture shares one."""
     shared = {_module_of(item): fixture for item in items for fixture in _shared_fixtures(item)}
+    group_of = {item.nodeid: shared.get(_module_of(item), _module_of(item)) for item in items}
     for item in items:  # a module whose tests use a costly session fixture joins that fixture's worker whole
-        item.add_marker(pytest.mark.xdist_group(shared.get(_module_of(item), _module_of(item))))
-    items.sort(key=lambda item: _costly_rank(item, shared))  # stable: the rest keeps its order
+        item.add_marker(pytest.mark.xdist_group(group_of[item.nodeid]))
+    items.sort(key=lambda item: _costly_rank(group_of[item.nodeid]))  # stable: the rest keeps its order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -119,8 +120,7 @@ COSTLY_FIRST = (
 )
 
 
-def _costly_rank(item: pytest.Item, shared: dict[str, str]) -> int:
-    group = shared.get(_module_of(item), _module_of(item))
+def _costly_rank(group: str) -> int:
     return next((rank for rank, prefix in enumerate(COSTLY_FIRST) if group.startswith(prefix)), len(COSTLY_FIRST))
 
 
