@@ -50,7 +50,7 @@ def tiny() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
     """A tiny PRN checkpoint with calibrated thresholds (``tiny_model``), exported once per session in every format."""
-    from prn.tools.export import default_output, export_checkpoint
+    from prn.tools.export import default_output, export_formats
 
     folder = tmp_path_factory.mktemp("tiny_exports")
     module = tiny_module()
@@ -59,8 +59,7 @@ def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
     module.calibration = calibration_between(scores.numpy(), maps.numpy())
     checkpoint = save_checkpoint(module, folder / "last.ckpt")
     models = {fmt: default_output(folder, fmt) for fmt in FORMATS}
-    for fmt, out in models.items():
-        export_checkpoint(checkpoint, out, format=fmt, max_batch=32)
+    export_formats(checkpoint, models, max_batch=32)  # as prn-export format=[torch,onnx,openvino] does
     return TinyExports(checkpoint, module, models)
 
 

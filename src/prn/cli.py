@@ -40,18 +40,17 @@ def predict_main(cfg: DictConfig) -> None:
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def export_main(cfg: DictConfig) -> None:
     from prn.checkpoints import readable_checkpoint
-    from prn.tools.export import check_export_options, default_output, export_checkpoint
+    from prn.tools.export import export_formats, export_outputs
 
-    out = default_output(Path(cfg.paths.output_dir), cfg.format) if cfg.out is None else Path(cfg.out)
-    check_export_options(out, cfg.format, cfg.precision)  # every bad option fails before the checkpoint is read
-    trusted = cfg.get("trust_checkpoint", False)
+    outputs = export_outputs(cfg.format, cfg.out, Path(cfg.paths.output_dir), cfg.precision)
+    trusted = cfg.get("trust_checkpoint", False)  # every bad option failed above, before the checkpoint is read
     ckpt = readable_checkpoint(cfg.ckpt_path, "ckpt_path", trusted)
-    metadata = export_checkpoint(ckpt, out, cfg.format, cfg.max_batch, cfg.precision, trusted)
-    calibrated = "calibrated thresholds" if metadata["calibration"] else "no calibration (scores and maps only)"
-    print(
-        f"wrote {out} ({cfg.format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "
-        f"{metadata['training']['encoder_weights']}"
-    )
+    for format, metadata in export_formats(ckpt, outputs, cfg.max_batch, cfg.precision, trusted).items():
+        calibrated = "calibrated thresholds" if metadata["calibration"] else "no calibration (scores and maps only)"
+        print(
+            f"wrote {outputs[format]} ({format}, {cfg.precision}): input {metadata['input']['shape']}, {calibrated}, "
+            f"{metadata['training']['encoder_weights']}"
+        )
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="preview", version_base="1.3")

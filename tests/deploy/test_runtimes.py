@@ -1,22 +1,23 @@
 """Every exported format gives the checkpoint's maps and scores, at any batch size; errors name the fix."""
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_model import FORMATS, PARITY_TOLERANCE, TINY_SIZE, save_checkpoint, tiny_module
+from tiny_model import FORMATS, PARITY_TOLERANCE, TINY_SIZE
 
 from prn.deploy import Inferencer
 from prn.deploy.runtimes import model_format, open_runtime
-from prn.tools.export import export_checkpoint
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
     inferencer = Inferencer(tiny_exports.models[fmt])
     assert inferencer.format == fmt and inferencer.image_size == TINY_SIZE
+    assert json.loads(inferencer.runtime.metadata_json)["format"] == fmt  # exported together, each its own metadata
     generator = torch.Generator().manual_seed(1)
     for batch in (1, 5):
         images = torch.rand(batch, 3, *TINY_SIZE, generator=generator)
@@ -27,37 +28,6 @@ def test_export_matches_the_checkpoint_at_any_batch_size(tiny_exports, fmt):
         assert expected_maps.std() > 0.1  # maps spread over (0, 1): the comparison below can fail
         np.testing.assert_allclose(maps, expected_maps, rtol=0, atol=PARITY_TOLERANCE)
         np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=PARITY_TOLERANCE)
-
-
-@pytest.mark.parametrize(
-    ("match", "window", "memory", "sigma", "weight"),
-    [  # the own-parts graph (window, memory, fused map) in make test; each other branch in make test-all (1-2 min each)
-        pytest.param("patch", 0, False, 0.0, 0.0, marks=pytest.mark.slow),
-        pytest.param("location", 0, False, 0.0, 0.0, marks=pytest.mark.slow),
-        pytest.param("location", 2, False, 0.0, 0.0, marks=pytest.mark.slow),
-        pytest.param("location", 2, True, 4.0, 0.0, marks=pytest.mark.slow),
-        ("location", 2, True, 0.0, 0.5),
-    ],
-)
-def test_other_prototype_matching_exports_with_the_same_parity(tmp_path, match, window, memory, sigma, weight):
-    module = tiny_module(
-        (128, 128),
-        prototype_match=match,
-        location_window=window,
-        patch_memory=memory,
-        map_sigma=sigma,
-        memory_weight=weight,
-    )
-    export_checkpoint(
-        save_checkpoint(module, tmp_path / "last.ckpt"), tmp_path / "prn.onnx", format="onnx", max_batch=4
-    )
-    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        expected_maps, expected_scores = (t.numpy() for t in module.predict_maps_and_scores(images))
-    maps, scores = Inferencer(tmp_path / "prn.onnx").run(images.numpy())
-    assert expected_maps.std() > 0.05  # spread 500x the tolerance (the fused map is narrower than the network's)
-    np.testing.assert_allclose(maps, expected_maps, rtol=0, atol=PARITY_TOLERANCE)
-    np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=PARITY_TOLERANCE)
 
 
 def test_run_rejects_images_of_another_size_and_points_to_predict(tiny_exports):

@@ -9,7 +9,7 @@ import torch
 from prn.calibration import Calibration
 from prn.cli import export_main
 from prn.models import PRNet
-from prn.tools.export import METADATA_FILE, check_export_options, default_output, export_checkpoint
+from prn.tools.export import METADATA_FILE, check_export_options, default_output, export_outputs
 from prn.training.module import PRNModule
 
 
@@ -29,15 +29,21 @@ def _checkpoint(path, size=128, calibration=None):
     return module.eval()
 
 
-def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_metadata(tmp_path):
+def test_exported_program_matches_the_module_at_any_batch_size_and_carries_its_metadata(tmp_path, compose_cfg, capsys):
     calibration = Calibration(image_threshold=0.4, pixel_threshold=0.6, fpr=0.01, num_images=20, normal_median=0.2)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     module = _checkpoint(ckpt, calibration=calibration)
     (tmp_path / "run" / "results.json").write_text(json.dumps({"metrics": {"image_auroc": 0.9}}))
-    metadata = export_checkpoint(ckpt, tmp_path / "prn.pt2", max_batch=8)
+    # a list of formats, as prn-export format=[onnx,openvino] takes it (tests/deploy exports all three at once)
+    overrides = [f"ckpt_path={ckpt}", "format=[torch]", "max_batch=8", f"paths.output_dir={tmp_path}"]
+    export_main.__wrapped__(compose_cfg("export", overrides))
+    assert capsys.readouterr().out.startswith(
+        f"wrote {tmp_path / 'prn.pt2'} (torch, fp32): input ['batch', 3, 128, 128]"
+    )
     extra = {METADATA_FILE: ""}
     program = torch.export.load(tmp_path / "prn.pt2", extra_files=extra).module()
-    assert json.loads(extra[METADATA_FILE]) == json.loads(json.dumps(metadata, default=str))
+    metadata = json.loads(extra[METADATA_FILE])
+    assert metadata["format"] == "torch" and metadata["input"]["max_batch"] == 8
     assert (
         metadata["input"]["shape"] == ["batch", 3, 128, 128]
         and metadata["top_k"] == 10
@@ -81,3 +87,17 @@ def test_prn_export_names_the_formats_and_precisions_before_reading_the_checkpoi
         ValueError, match=rf"format='tensorrt' is not one of \['torch', 'onnx', 'openvino'\]: pass one of {listed}"
     ):
         export_main.__wrapped__(cfg)
+
+
+def test_a_list_of_formats_goes_to_the_default_names_and_out_names_one_file_only(tmp_path):
+    assert export_outputs(["onnx", "openvino"], None, tmp_path, "fp32") == {
+        "onnx": tmp_path / "prn.onnx",
+        "openvino": tmp_path / "prn.xml",
+    }
+    assert export_outputs("torch", tmp_path / "a.pt2", tmp_path, "fp32") == {"torch": tmp_path / "a.pt2"}
+    with pytest.raises(ValueError, match=r"out=.*a.onnx names one file but format=\['onnx', 'openvino'\] asks for 2"):
+        export_outputs(["onnx", "openvino"], tmp_path / "a.onnx", tmp_path, "fp32")
+    with pytest.raises(ValueError, match=r"must name each format once"):
+        export_outputs(["onnx", "onnx"], None, tmp_path, "fp32")
+    with pytest.raises(ValueError, match="precision='fp16' is not available for format=onnx"):
+        export_outputs(["openvino", "onnx"], None, tmp_path, "fp16")

@@ -11,7 +11,25 @@ def test_support_names_the_capability_and_the_bf16_instructions():
     support = hardware.cpu_bf16_support()
     assert support["capability"] == torch.backends.cpu.get_cpu_capability()
     assert isinstance(support["avx512_bf16"], bool) and isinstance(support["amx"], bool)
-    assert hardware.cpu_has_native_bf16() == (support["avx512_bf16"] or support["amx"])
+    held_below = not support["capability"].startswith("AVX512")
+    assert hardware.cpu_has_native_bf16() == ((support["avx512_bf16"] or support["amx"]) and not held_below)
+
+
+def test_bf16_instructions_do_not_count_while_torch_or_onednn_is_held_to_avx2(monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 / ONEDNN_MAX_CPU_ISA=AVX2 time an AVX2-only machine: bf16 is emulated there."""
+    monkeypatch.setattr(
+        hardware, "cpu_bf16_support", lambda: {"capability": "AVX512", "avx512_bf16": True, "amx": False}
+    )
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert hardware.cpu_has_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert hardware.cpu_has_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not hardware.cpu_has_native_bf16()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: {"capability": "AVX2", "avx512_bf16": True, "amx": False})
+    assert not hardware.cpu_has_native_bf16()
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_warns_and_names_the_fix(monkeypatch, caplog):

@@ -16,8 +16,10 @@ Post-training INT8 (NNCF) is not offered: it cost bottle 15 points of pixel AP (
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,21 +50,60 @@ def export_checkpoint(
 
     ``trusted`` loads a checkpoint that holds code (``trust_checkpoint=true``, see :mod:`prn.checkpoints`).
     """
-    check_export_options(out, format, precision)
+    return export_formats(ckpt, {format: out}, max_batch, precision, trusted)[format]
+
+
+def export_formats(
+    ckpt: Path,
+    outputs: Mapping[str, Path],
+    max_batch: int = 1024,
+    precision: str = "fp32",
+    trusted: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Write ``ckpt`` in every format of ``outputs`` (format -> file); return each file's metadata.
+
+    The checkpoint is read once, and ONNX and OpenVINO share one ONNX trace, the slow part of both
+    (OpenVINO converts that graph): both formats at once take about the time of one.
+    """
+    for format, out in outputs.items():
+        check_export_options(out, format, precision)
     module = module_from_checkpoint(ckpt, trusted).eval()
     image_size = training_image_size(module, ckpt)
-    scorer = module.scorer().eval()
-    metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch, trusted)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2, 3, *image_size)
-    with torch.no_grad():
-        WRITERS[format](scorer, example, max_batch, out, metadata)
-    return metadata
+    traces = _Traces(module.scorer().eval(), torch.rand(2, 3, *image_size), max_batch)
+    written = {}
+    for format, out in outputs.items():
+        metadata = export_metadata(module, ckpt, image_size, format, precision, max_batch, trusted)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            WRITERS[format](traces, out, metadata)
+        written[format] = metadata
+    return written
 
 
 def default_output(output_dir: Path, format: str) -> Path:
     """``<output_dir>/prn.onnx`` (``.xml``, ``.pt2``): the inferencer picks the runtime by this suffix."""
     return output_dir / f"prn{FORMAT_SUFFIX[checked_format(format)]}"
+
+
+def export_outputs(
+    format: str | Sequence[str], out: str | Path | None, output_dir: Path, precision: str
+) -> dict[str, Path]:
+    """Each format of ``prn-export format=onnx`` or ``format=[onnx,openvino]`` with its file, every option checked.
+
+    ``out`` names the file of a single format; several formats go to ``output_dir``'s default names.
+    """
+    formats = [format] if isinstance(format, str) else list(format)
+    if not formats or len(set(formats)) < len(formats):
+        raise ValueError(f"format={formats} must name each format once, e.g. format=onnx or format=[onnx,openvino]")
+    if out is not None and len(formats) > 1:
+        raise ValueError(
+            f"out={out} names one file but format={formats} asks for {len(formats)}: leave out unset "
+            f"(each format goes to {output_dir}/prn.<suffix>) or export one format at a time"
+        )
+    outputs = {name: default_output(output_dir, name) if out is None else Path(out) for name in formats}
+    for name, path in outputs.items():
+        check_export_options(path, name, precision)
+    return outputs
 
 
 def checked_format(format: str) -> str:
@@ -162,45 +203,51 @@ def training_summary(module: PRNModule, ckpt: Path, trusted: bool = False) -> di
     return summary
 
 
-def _write_torch(
-    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
-) -> None:
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
-    program = torch.export.export(scorer, (example,), dynamic_shapes={"images": {0: batch}})
+class _Traces:
+    """The scorer with an example input, and its ONNX program traced at most once for all formats."""
+
+    def __init__(self, scorer: AnomalyScorer, example: torch.Tensor, max_batch: int) -> None:
+        self.scorer, self.example, self.max_batch = scorer, example, max_batch
+
+    def batch_dim(self) -> Any:
+        return torch.export.Dim("batch", min=1, max=self.max_batch)
+
+    @functools.cached_property
+    def onnx_program(self) -> Any:
+        """The dynamo ONNX export with a dynamic batch axis, inputs ``images``, outputs ``maps`` and ``scores``."""
+        with torch.no_grad():
+            return torch.onnx.export(
+                self.scorer,
+                (self.example,),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                input_names=["images"],
+                output_names=["maps", "scores"],
+                dynamic_shapes={"images": {0: self.batch_dim()}},
+                verbose=False,
+            )
+
+
+def _write_torch(traces: _Traces, out: Path, metadata: dict[str, Any]) -> None:
+    program = torch.export.export(traces.scorer, (traces.example,), dynamic_shapes={"images": {0: traces.batch_dim()}})
     torch.export.save(program, out, extra_files={METADATA_FILE: json.dumps(metadata, default=str)})
 
 
-def _onnx_program(scorer: AnomalyScorer, example: torch.Tensor, max_batch: int) -> Any:
-    """The dynamo ONNX export with a dynamic batch axis, inputs ``images``, outputs ``maps`` and ``scores``."""
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
-    return torch.onnx.export(
-        scorer,
-        (example,),
-        dynamo=True,
-        opset_version=ONNX_OPSET,
-        input_names=["images"],
-        output_names=["maps", "scores"],
-        dynamic_shapes={"images": {0: batch}},
-        verbose=False,
-    )
+def _write_onnx(traces: _Traces, out: Path, metadata: dict[str, Any]) -> None:
+    model = traces.onnx_program.model
+    model.metadata_props[METADATA_KEY] = json.dumps(metadata, default=str)
+    try:
+        traces.onnx_program.save(out, external_data=False)
+    finally:  # the shared program carries no format's metadata into the next writer
+        del model.metadata_props[METADATA_KEY]
 
 
-def _write_onnx(
-    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
-) -> None:
-    program = _onnx_program(scorer, example, max_batch)
-    program.model.metadata_props[METADATA_KEY] = json.dumps(metadata, default=str)
-    program.save(out, external_data=False)
-
-
-def _write_openvino(
-    scorer: AnomalyScorer, example: torch.Tensor, max_batch: int, out: Path, metadata: dict[str, Any]
-) -> None:
+def _write_openvino(traces: _Traces, out: Path, metadata: dict[str, Any]) -> None:
     import openvino
 
     with tempfile.TemporaryDirectory() as folder:
         onnx_file = Path(folder) / "prn.onnx"
-        _onnx_program(scorer, example, max_batch).save(onnx_file, external_data=False)
+        traces.onnx_program.save(onnx_file, external_data=False)
         model = openvino.convert_model(onnx_file)
     model.set_rt_info(json.dumps(metadata, default=str), [METADATA_KEY])
     openvino.save_model(model, out, compress_to_fp16=metadata["precision"] == "fp16")

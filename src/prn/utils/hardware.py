@@ -8,6 +8,7 @@ back, so bf16 autocast brings no speed there, only rounding.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -31,9 +32,19 @@ def cpu_bf16_support() -> dict[str, Any]:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True where bf16 convolutions and matmuls run on bf16 instructions (AVX512-BF16 or AMX)."""
+    """True where bf16 convolutions and matmuls run on bf16 instructions (AVX512-BF16 or AMX).
+
+    A CPU that has them but is held below AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` for torch's kernels,
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` for oneDNN's, as when timing what an AVX2-only machine does) emulates bf16.
+    """
     support = cpu_bf16_support()
-    return support["avx512_bf16"] or support["amx"]
+    held_below_avx512 = not support["capability"].startswith("AVX512") or _onednn_isa_below_avx512()
+    return (support["avx512_bf16"] or support["amx"]) and not held_below_avx512
+
+
+def _onednn_isa_below_avx512() -> bool:
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    return limit.upper() != "ALL" and not limit.upper().startswith(("AVX512", "AVX10"))
 
 
 def training_precision(precision: str | int, accelerator: str) -> str | int:
