@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from prn.pipeline import train
 
@@ -20,7 +21,9 @@ CASES = {
     "ksdd2": ("ksdd2", lambda root: write_ksdd2(root, train=(6, 3), test=(2, 2))),
     "folder": (
         "widget",
-        lambda root: write_folder(root, num_train_good=6, num_test_good=2, num_test_anomalous=2, test_masks=False),
+        lambda root: write_folder(
+            root, num_train_good=6, num_test_good=2, num_test_anomalous=2, test_masks=False, size=(64, 128)
+        ),
     ),
 }
 
@@ -74,3 +77,7 @@ def test_folder_without_test_masks_reports_image_metrics_only(tmp_path, _train):
     skipped = {note.split(" skipped: ")[0] for note in results["notes"] if " skipped: " in note}
     assert {"pixel_auroc", "pixel_aupro", "pixel_ap"} <= skipped
     assert split["pixel_labels"] is False and split["seen_source"]["split"] == "train"
+    assert split["image_size"] == [128, 256]  # keep_aspect (the folder default): 2:1 images train at 2:1
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["hyper_parameters"]["data_config"]["image_size"] == [128, 256]
+    assert saved["hyper_parameters"]["data_config"]["keep_aspect"] is False  # evaluation resizes to what training saw

@@ -61,7 +61,8 @@ def test_held_out_normals_calibrate_a_threshold_that_the_test_report_uses(traine
 def test_score_is_chosen_on_held_out_normals_and_generated_anomalies_and_travels_with_the_checkpoint(trained):
     cfg, result = trained
     chosen = result["score"]["chosen_on_held_out"]
-    assert chosen["num_normals"] == 2 and chosen["num_anomalies"] == 2 and len(chosen["candidates"]) == 16
+    assert chosen["num_normals"] == 2 and chosen["num_anomalies"] == 4  # one from each generator (EA, SA) per normal
+    assert len(chosen["candidates"]) == 16
     assert (result["score"]["map_sigma"], result["score"]["top_k"]) == (chosen["map_sigma"], chosen["top_k"])
     module = module_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     assert (module.hparams.map_sigma, module.hparams.top_k) == (chosen["map_sigma"], chosen["top_k"])

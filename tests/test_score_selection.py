@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from prn.metrics.ranking import auroc
 from prn.models.scorer import smooth_maps
-from prn.score_selection import ScoreChoice, choose_score
+from prn.score_selection import ScoreChoice, choose_score, weighted_aurocs
 
 
 def _maps_with_defects(
@@ -76,3 +78,43 @@ def test_without_memory_maps_the_network_alone_is_scored_and_ties_keep_it() -> N
     assert {c["memory_weight"] for c in choose_score(maps, masks, labels).candidates} == {0.0}
     same = choose_score(maps, masks, labels, memory_maps=maps.clone())  # every weight gives the same maps
     assert same.memory_weight == 0.0 and (same.map_sigma, same.top_k) == (0.0, 100)
+
+
+def test_a_clear_winner_replaces_the_papers_score_with_its_evidence() -> None:
+    count, generator = 8, torch.Generator().manual_seed(0)
+    maps = torch.rand(2 * count, 1, 64, 64, generator=generator) * 0.1
+    masks = torch.zeros_like(maps)
+    maps[:count, 0, 40:50, 40:50] = 0.5  # every normal has a dim 100-pixel region: the top-100 mean ranks it first
+    masks[count:, 0, 10:12, 10:12] = 1
+    maps = torch.where(masks > 0, torch.full_like(maps, 0.9), maps)  # anomalies: a bright 4-pixel defect
+    labels = torch.tensor([0] * count + [1] * count)
+    choice = choose_score(maps, masks, labels, sigmas=(0.0,))
+    paper = next(c for c in choice.candidates if c["top_k"] == 100)
+    assert paper["image_auroc"] == 0.0 and choice.top_k in (1, 10) and choice.win_rate == 1.0
+
+
+def test_noise_keeps_the_papers_score_where_the_point_best_would_move() -> None:
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    maps = torch.rand(20, 1, 72, 72, generator=torch.Generator().manual_seed(3))  # no signal anywhere
+    masks = torch.zeros_like(maps)
+    masks[10:, 0, 8:16, 8:16] = 1
+    point_best = choose_score(maps, masks, labels, confidence=0)
+    assert (point_best.map_sigma, point_best.top_k) != (0.0, 100)  # a chance winner
+    evidence = choose_score(maps, masks, labels)
+    assert (evidence.map_sigma, evidence.top_k, evidence.memory_weight) == (0.0, 100, 0.0)
+    assert evidence.win_rate is None
+
+
+def test_weighted_aurocs_count_each_sample_as_often_as_its_weight() -> None:
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(300).round(2), rng.integers(0, 2, 300)  # rounded: ties count half
+    weights = rng.integers(0, 3, (2, 300)).astype(np.float32)
+    for row in range(2):
+        repeated = np.repeat(np.arange(300), weights[row].astype(int))
+        assert weighted_aurocs(scores, labels, weights)[row] == pytest.approx(auroc(scores[repeated], labels[repeated]))
+    groups = np.repeat(np.arange(30), 10)  # pixels weighted by their image's multiplicity
+    image_weights = rng.integers(0, 3, (1, 30)).astype(np.float32)
+    repeated = np.repeat(np.arange(300), image_weights[0, groups].astype(int))
+    assert weighted_aurocs(scores, labels, image_weights, groups=groups)[0] == pytest.approx(
+        auroc(scores[repeated], labels[repeated])
+    )

@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     datamodule = build_datamodule(cfg.dataset.datamodule, run_dir)
     datamodule.check_fit_inputs()  # a missing DTD folder fails now, not after minutes of decoding and foregrounds
-    module = build_module(cfg)
+    module = build_module(cfg, image_size=datamodule.image_size)
     if resume is not None:
         install_saved_prototypes(module, resume, trusted)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")))

@@ -56,3 +56,21 @@ def test_data_pipeline_reports_every_source_and_a_projection(tmp_path):
         assert f"  {source} " in out
     assert "DataLoader workers=0" in out and "the data alone needs" in out
     assert "batched on cpu (generation.on_device)" in out
+
+
+def test_surface_proxy_writes_a_folder_dataset_of_long_strips_with_thin_masked_cracks(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from prn.data.folder import scan_folder
+
+    counts = ["--train-good", "3", "--train-per-defect", "1", "--test-good", "2", "--test-per-defect", "2"]
+    _run("surface_proxy.py", "--out", str(tmp_path), *counts)
+    split = scan_folder(tmp_path, "strip")
+    assert len(split.train_normal) == 3 and len(split.train_anomalous) == 2 and split.pixel_labels
+    assert sorted({r.defect_type for r in split.test}) == ["crack", "good", "hairline"]
+    for record in split.test:
+        assert Image.open(record.image_path).size == (1024, 256)  # 4:1
+        if record.label:
+            mask = np.asarray(Image.open(record.mask_path)) > 0
+            assert 0 < mask.mean() < 0.01  # thin: under 1 % of the strip

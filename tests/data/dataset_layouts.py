@@ -149,11 +149,12 @@ def write_folder(
     num_test_good: int = 3,
     num_test_anomalous: int = 3,
     test_masks: bool = True,
-    size: int = 64,
+    size: int | tuple[int, int] = 64,
     seed: int = 0,
 ) -> Path:
-    """The documented folder layout; train images are ``.jpg``, the rest ``.png``."""
-    rng, base, shape = np.random.default_rng(seed), root / category, (size, size)
+    """The documented folder layout; train images are ``.jpg``, the rest ``.png``; ``size`` int or ``(h, w)``."""
+    rng, base = np.random.default_rng(seed), root / category
+    shape = (size, size) if isinstance(size, int) else tuple(size)
     for index in range(num_train_good):
         save(base / "train" / "good" / f"good_{index:02d}.jpg", noise_image(rng, shape))
     for index in range(num_test_good):

@@ -142,3 +142,20 @@ def test_a_typed_test_image_without_its_mirrored_mask_is_named(tmp_path):
         match=r"scratch_00.png has no mask: expected .*anomalous_masks/scratch/scratch_00.png.*all or nothing",
     ):
         scan_folder(root, "widget")
+
+
+def test_keep_aspect_trains_a_long_part_at_its_shape_and_records_it(tmp_path):
+    root = write_folder(tmp_path / "data", size=(32, 128), num_train_anomalous=2)
+    module = FolderDataModule(
+        root, "widget", num_seen_anomalies=2, image_size=256, keep_aspect=True, output_dir=tmp_path / "run"
+    )
+    assert module.image_size == (128, 512)
+    module.setup("test")
+    batch = next(iter(module.test_dataloader()))
+    assert tuple(batch["image"].shape[-2:]) == (128, 512) and tuple(batch["mask"].shape[-2:]) == (128, 512)
+    assert json.loads((tmp_path / "run" / "split.json").read_text())["image_size"] == [128, 512]
+
+
+def test_keep_aspect_leaves_an_explicit_pair_alone(tmp_path):
+    root = write_folder(tmp_path / "data", size=(32, 128))
+    assert FolderDataModule(root, "widget", image_size=[128, 128], keep_aspect=True).image_size == (128, 128)

@@ -5,7 +5,15 @@ import pytest
 from PIL import Image
 
 from prn.data.errors import DatasetError
-from prn.data.image_io import decode_images, decode_masks, image_size_of, load_image, load_mask, parse_image_size
+from prn.data.image_io import (
+    aspect_image_size,
+    decode_images,
+    decode_masks,
+    image_size_of,
+    load_image,
+    load_mask,
+    parse_image_size,
+)
 
 
 @pytest.mark.parametrize(("value", "expected"), [(256, (256, 256)), ([128, 96], (128, 96)), ((64, 32), (64, 32))])
@@ -17,6 +25,30 @@ def test_parse_image_size_accepts_int_and_pair(value, expected):
 def test_parse_image_size_rejects_bad_values_naming_the_option(value):
     with pytest.raises(DatasetError, match=r"dataset\.image_size"):
         parse_image_size(value)
+
+
+@pytest.mark.parametrize(
+    ("native", "side", "expected"),
+    [
+        ((256, 1024), 256, (128, 512)),  # a 4:1 strip: the same pixel budget, half the resolution both ways
+        ((1024, 256), 256, (512, 128)),
+        ((300, 300), 256, (256, 256)),  # square parts are untouched
+        ((230, 630), 256, (128, 384)),  # KolektorSDD2's shape: 3:1, three quarters of the budget
+        ((100, 150), 256, (256, 384)),
+        ((256, 1024), 384, (256, 1024)),
+    ],
+)
+def test_aspect_image_size_keeps_the_shape_near_the_pixel_budget(native, side, expected):
+    assert aspect_image_size([native], side) == expected
+
+
+def test_aspect_image_size_follows_the_median_image():
+    assert aspect_image_size([(256, 1024)] * 3 + [(256, 256)] * 2, 256) == (128, 512)
+
+
+def test_aspect_image_size_without_images_names_keep_aspect():
+    with pytest.raises(DatasetError, match="keep_aspect"):
+        aspect_image_size([], 256)
 
 
 def _save(path: Path, image: Image.Image) -> Path:

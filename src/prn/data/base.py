@@ -24,7 +24,7 @@ from prn.data.device.batches import DeviceBatchMaker, PlanSet, device_twin, is_p
 from prn.data.device.pool import PoolTensors
 from prn.data.errors import DatasetError
 from prn.data.eval_set import EvalImageSet, ShardSampler
-from prn.data.image_io import decode_images, decode_masks, parse_image_size
+from prn.data.image_io import aspect_image_size, decode_images, decode_masks, image_size_of, parse_image_size
 from prn.data.pose_jitter import apply_pose, checked_pose_jitter, jitter_params
 from prn.data.records import DatasetSplit, Record
 from prn.data.split import SEEN_FROM_CHOICES, ResolvedSplit, resolve_split
@@ -56,6 +56,10 @@ class AnomalyDataModule(LightningDataModule):
     ``val_normals`` (a fraction or a count) holds normal training images out of training and
     prototypes; :meth:`calibration_dataloader` serves them for fitting the OK/NG thresholds.
 
+    ``keep_aspect`` with an int ``image_size``: that int is the side of the pixel budget and
+    ``(h, w)`` follows the normal training images' aspect ratio (:func:`aspect_image_size`), so a
+    long part is not squashed into a square; the resolved size is what checkpoints record.
+
     ``pose_jitter`` (``{shift, rotation}``, default ``None``) gives every decoded image --
     normals, seen anomalies and test images -- and its mask one random rotation about the
     centre and shift, drawn from ``seed`` and the file's path relative to ``root``.
@@ -82,12 +86,14 @@ class AnomalyDataModule(LightningDataModule):
         pose_jitter: Mapping[str, float] | None = None,
         val_normals: float | int = 0,
         generate_on_device: bool = False,
+        keep_aspect: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
         self.category = str(category)
         self.scanner = scanner
         self.image_size = parse_image_size(image_size)
+        self.keep_aspect = bool(keep_aspect) and isinstance(image_size, (int, np.integer))  # [h, w] is taken as given
         self.num_seen_anomalies = _checked_int(num_seen_anomalies, "dataset.num_seen_anomalies", minimum=0)
         self.seen_from = _checked_choice(seen_from, SEEN_FROM_CHOICES, "dataset.seen_from")
         self.seed = _checked_int(seed, "dataset.seed", minimum=0)
@@ -114,6 +120,10 @@ class AnomalyDataModule(LightningDataModule):
         self._split: ResolvedSplit | None = None
         self._train_set: ComposedTrainingSet | None = None
         self._test_set: EvalImageSet | None = None
+        if self.keep_aspect:
+            self.image_size = aspect_image_size(
+                [image_size_of(record.image_path) for record in self.split.train_normal], self.image_size[0]
+            )
 
     @property
     def is_texture(self) -> bool:
@@ -176,8 +186,11 @@ class AnomalyDataModule(LightningDataModule):
         )
 
     def selection_dataloader(self) -> DataLoader | None:
-        """Held-out normals and one generated anomaly built on each (with its mask): where the image score and map
-        smoothing are chosen (``prn.score_selection``). None without held-out normals or generated anomalies."""
+        """Held-out normals and, built on each, one anomaly from every generator (with its mask): where the image
+        score and map smoothing are chosen (``prn.score_selection``). None without held-out normals or generators.
+
+        One of each per normal, not one in turn: a few dozen images decide the score, and every extra anomaly
+        (seen defects pasted by EA among them) narrows what the choice can be fooled by."""
         records = self.split.val_normal
         self._setup_fit()
         generators = sorted(name for name in self._train_set.sources if name not in BUILTIN_SOURCES)
@@ -187,12 +200,12 @@ class AnomalyDataModule(LightningDataModule):
         bases = [NormalImage(image, foreground) for image, foreground in zip(images, self._foregrounds(images))]
         anomalies, masks, anomaly_records = [], [], []
         for index, (record, base) in enumerate(zip(records, bases)):
-            name = generators[index % len(generators)]
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SELECTION_STREAM, index]))
-            image, mask = self._train_set.sources[name](base, rng)
-            anomalies.append(image)
-            masks.append(np.asarray(mask, dtype=np.float32))
-            anomaly_records.append(Record(record.image_path, 1, None, f"generated_{name}"))
+            for stream, name in enumerate(generators):
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, SELECTION_STREAM, index, stream]))
+                image, mask = self._train_set.sources[name](base, rng)
+                anomalies.append(image)
+                masks.append(np.asarray(mask, dtype=np.float32))
+                anomaly_records.append(Record(record.image_path, 1, None, f"generated_{name}"))
         selection = EvalImageSet([*records, *anomaly_records], [*images, *anomalies], [None] * len(records) + masks)
         return self._loader(selection, batch_size=self.eval_batch_size, shuffle=False)
 

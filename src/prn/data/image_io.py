@@ -39,6 +39,36 @@ def parse_image_size(value: int | Sequence[int], option: str = "dataset.image_si
     return size
 
 
+def aspect_image_size(native_sizes: Sequence[tuple[int, int]], side: int, multiple: int = 128) -> tuple[int, int]:
+    """``(h, w)`` in multiples of ``multiple`` near ``side * side`` pixels with the images' median aspect ratio.
+
+    A long part squashed into a square loses its thin defects across the long axis (a 4:1 strip at
+    256 x 256 keeps a quarter of its resolution along its length and all of it across); the same
+    pixel budget at 128 x 512 keeps half of both. The size minimises twice the log error of the
+    aspect plus that of the area (the shape matters more than the budget), over areas within half
+    and twice the budget; ties go to the smaller size.
+    """
+    if not native_sizes:
+        raise DatasetError("keep_aspect needs training images to read their aspect ratio from; none were found.")
+    aspect = float(np.median([width / height for height, width in native_sizes]))
+    budget = float(side) * side
+    steps = range(1, max(2, int(4 * side / multiple)) + 1)
+    candidates = [
+        (height * multiple, width * multiple)
+        for height in steps
+        for width in steps
+        if 0.5 <= height * width * multiple * multiple / budget <= 2.0
+    ]
+    if not candidates:
+        raise DatasetError(f"image_size={side} is smaller than one {multiple}-pixel cell; use at least {multiple}.")
+
+    def error(size: tuple[int, int]) -> float:
+        height, width = size
+        return 2 * abs(np.log(width / height / aspect)) + abs(np.log(height * width / budget))
+
+    return min(candidates, key=lambda size: (round(error(size), 6), size[0] * size[1]))  # ties: the cheaper size
+
+
 def image_size_of(path: Path) -> tuple[int, int]:
     """Native ``(h, w)`` of an image file, read from its header only (no decoding)."""
     try:

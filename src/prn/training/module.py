@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from prn.calibration import Calibration
 from prn.losses import PRNLoss
@@ -249,6 +249,13 @@ class PRNModule(L.LightningModule):
     @torch.no_grad()
     def choose_score(self, loader: Iterable[dict[str, Any]]) -> ScoreChoice:
         """Pick map smoothing and top-k on held-out normals and generated anomalies (:func:`prn.score_selection.choose_score`)."""
+        maps, memory, masks, labels = self.map_components(loader)
+        return choose_score(maps, masks, labels, memory_maps=memory)
+
+    @torch.no_grad()
+    def map_components(self, loader: Iterable[dict[str, Any]]) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """Float32 network maps, patch-memory maps (None without memory), masks and labels of every image in
+        ``loader``, unsmoothed and unfused: what every score candidate is computed from."""
         was_training, device = self.training, next(self.net.parameters()).device
         self.eval()
         with_memory = self.net.patch_memory is not None
@@ -262,11 +269,11 @@ class PRNModule(L.LightningModule):
                 else:
                     network_map = anomaly_maps(self.net, images)
             maps.append(network_map.float().cpu())
-            masks.append(batch["mask"])
+            masks.append(batch["mask"] if "mask" in batch else torch.zeros_like(maps[-1]))
             labels.append(batch["label"])
         self.train(was_training)
         memory = torch.cat(memory_maps) if with_memory else None
-        return choose_score(torch.cat(maps), torch.cat(masks), torch.cat(labels), memory_maps=memory)
+        return torch.cat(maps), memory, torch.cat(masks), torch.cat(labels)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         maps, scores = self.predict_maps_and_scores(batch["image"])

@@ -7,6 +7,7 @@ functions, so a run and a benchmark of the same config get the same objects.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,9 +40,15 @@ def build_datamodule(config: DictConfig | dict[str, Any], run_dir: Path) -> L.Li
     return hydra.utils.instantiate(config, output_dir=str(run_dir), _convert_="partial")
 
 
-def build_module(cfg: DictConfig) -> PRNModule:
-    """``cfg.model`` instantiated (network, loss, optimiser partial), remembering the data config for evaluation."""
+def build_module(cfg: DictConfig, image_size: Sequence[int] | None = None) -> PRNModule:
+    """``cfg.model`` instantiated (network, loss, optimiser partial), remembering the data config for evaluation.
+
+    ``image_size``: the ``(h, w)`` the datamodule resolved (``keep_aspect``), recorded in place of the
+    configured side so that evaluation, prediction and export resize to what training saw.
+    """
     data_config = {"name": cfg.dataset.name, **OmegaConf.to_container(cfg.dataset.datamodule, resolve=True)}
+    if image_size is not None:
+        data_config.update(image_size=list(image_size), keep_aspect=False)
     module_factory = hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="partial")
     return module_factory(data_config=data_config)  # passed after instantiation: Hydra would build its _target_s
 
