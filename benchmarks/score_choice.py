@@ -30,10 +30,7 @@ import numpy as np
 import torch
 
 from prn.checkpoints import module_from_checkpoint
-from prn.metrics.image_score import top_k_mean
-from prn.metrics.ranking import auroc
-from prn.models.scorer import smooth_maps
-from prn.score_selection import PAPER_CHOICE, choose_score, pixel_sample
+from prn.score_selection import PAPER_CHOICE, choose_score, pixel_sample, score_candidates
 from prn.utils.instantiation import build_datamodule
 
 Key = tuple[float, int, float]
@@ -56,23 +53,16 @@ def run_maps(run_dir: Path) -> tuple[dict[str, Any], tuple, tuple]:
     return data_config, validation, test
 
 
-def candidate_scores(components: tuple, keys: list[Key]) -> dict[Key, dict[str, float | None]]:
+def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
     """Image AUROC, sampled pixel AUROC and their mean for every candidate on one image set."""
     maps, memory, masks, labels = components
-    labels_np = labels.numpy().astype(int)
     pixels = pixel_sample(masks, 0) if masks.any() else None
-    results = {}
-    for sigma, k, weight in keys:
-        fused = maps if weight == 0 else (1 - weight) * maps + weight * memory
-        smoothed = smooth_maps(fused, sigma)
-        image = auroc(top_k_mean(smoothed, k).numpy(), labels_np)
-        pixel = None if pixels is None else auroc(smoothed.flatten()[pixels[0]].numpy(), pixels[1])
-        results[(sigma, k, weight)] = {
-            "image_auroc": image,
-            "pixel_auroc": pixel,
-            "objective": image if pixel is None else (image + pixel) / 2,
+    return {
+        (row["map_sigma"], row["top_k"], row["memory_weight"]): {
+            name: row[name] for name in ("image_auroc", "pixel_auroc", "objective")
         }
-    return results
+        for row, _, _ in score_candidates(maps, labels.numpy().astype(int), pixels, memory_maps=memory)
+    }
 
 
 def study(run_dir: Path) -> dict[str, Any]:
@@ -83,7 +73,7 @@ def study(run_dir: Path) -> dict[str, Any]:
     point_best = choose_score(maps, masks, labels, memory_maps=memory, confidence=0)
     keys = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
     on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
-    on_test = candidate_scores(test, keys)
+    on_test = candidate_scores(test)
     rules = {
         "paper": PAPER_CHOICE if PAPER_CHOICE in on_test else keys[0],
         "point-best": (point_best.map_sigma, point_best.top_k, point_best.memory_weight),

@@ -92,12 +92,7 @@ def choose_score(
             "choosing the image score needs held-out normals and generated anomalies (val_normals > 0 and generation on)"
         )
     pixels = pixel_sample(masks, seed)
-    weights = (0.0,) if memory_maps is None else memory_weights
-    scored = []  # (candidate row, its image scores, its sampled pixel scores)
-    for weight in weights:
-        fused = maps.float() if weight == 0 else (1.0 - weight) * maps.float() + weight * memory_maps.float()
-        for sigma in sigmas:
-            scored.extend(_candidates(smooth_maps(fused, sigma), sigma, weight, top_ks, labels_np, pixels))
+    scored = score_candidates(maps, labels_np, pixels, sigmas, top_ks, memory_maps, memory_weights)
     ranked = sorted(scored, key=lambda entry: (-round(entry[0]["objective"], 6), not _is_paper(entry[0])))
     paper = next((entry for entry in scored if _is_paper(entry[0])), None)
     best, win_rate = ranked[0], None
@@ -115,6 +110,26 @@ def choose_score(
         [entry[0] for entry in scored],
         win_rate,
     )
+
+
+def score_candidates(
+    maps: Tensor,
+    labels: np.ndarray,
+    pixels: tuple[Tensor, np.ndarray, np.ndarray] | None,
+    sigmas: Sequence[float] = SIGMAS,
+    top_ks: Sequence[int] = TOP_KS,
+    memory_maps: Tensor | None = None,
+    memory_weights: Sequence[float] = MEMORY_WEIGHTS,
+) -> list[Scored]:
+    """Every (memory weight, sigma, k) candidate on one image set (:func:`pixel_sample` picks ``pixels``): its row
+    (AUROCs, objective), its image scores and its sampled pixel scores."""
+    weights = (0.0,) if memory_maps is None else memory_weights
+    scored = []
+    for weight in weights:
+        fused = maps.float() if weight == 0 else (1.0 - weight) * maps.float() + weight * memory_maps.float()
+        for sigma in sigmas:
+            scored.extend(_candidates(smooth_maps(fused, sigma), sigma, weight, top_ks, labels, pixels))
+    return scored
 
 
 def _is_paper(candidate: dict[str, float]) -> bool:

@@ -4,6 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from prn.data.folder import scan_folder
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -59,11 +64,6 @@ def test_data_pipeline_reports_every_source_and_a_projection(tmp_path):
 
 
 def test_surface_proxy_writes_a_folder_dataset_of_long_strips_with_thin_masked_cracks(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    from prn.data.folder import scan_folder
-
     counts = ["--train-good", "3", "--train-per-defect", "1", "--test-good", "2", "--test-per-defect", "2"]
     _run("surface_proxy.py", "--out", str(tmp_path), *counts)
     split = scan_folder(tmp_path, "strip")

@@ -93,7 +93,6 @@ class AnomalyDataModule(LightningDataModule):
         self.category = str(category)
         self.scanner = scanner
         self.image_size = parse_image_size(image_size)
-        self.keep_aspect = bool(keep_aspect) and isinstance(image_size, (int, np.integer))  # [h, w] is taken as given
         self.num_seen_anomalies = _checked_int(num_seen_anomalies, "dataset.num_seen_anomalies", minimum=0)
         self.seen_from = _checked_choice(seen_from, SEEN_FROM_CHOICES, "dataset.seen_from")
         self.seed = _checked_int(seed, "dataset.seed", minimum=0)
@@ -120,7 +119,7 @@ class AnomalyDataModule(LightningDataModule):
         self._split: ResolvedSplit | None = None
         self._train_set: ComposedTrainingSet | None = None
         self._test_set: EvalImageSet | None = None
-        if self.keep_aspect:
+        if keep_aspect and isinstance(image_size, (int, np.integer)):  # an explicit [h, w] is taken as given
             self.image_size = aspect_image_size(
                 [image_size_of(record.image_path) for record in self.split.train_normal], self.image_size[0]
             )
