@@ -71,7 +71,7 @@ def test_missing_dtd_dir_names_the_option_and_the_fix(generation_pool, tmp_path)
 
 
 def test_every_kind_off_is_rejected(generation_pool):
-    with pytest.raises(ValueError, match="generation.hea, hoa or erase"):
+    with pytest.raises(ValueError, match="generation.hea, hoa, erase or lines"):
         SimulatedAnomalySource(generation_pool, None, use_heterologous=False, use_homologous=False)
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from prn.data.device.color import apply_random_ops, extended_color_ops, homologous_color_jitter, texture_ops
 from prn.data.device.erase import DeviceErasedAnomalies
+from prn.data.device.lines import DeviceThinLines
 from prn.data.device.perlin import perlin_masks
 from prn.data.device.pool import PoolTensors, as_float
 from prn.data.device.regions import (
@@ -191,10 +192,11 @@ class DeviceExtendedAnomalies:
 
 
 class DeviceSimulatedAnomalies:
-    """SA for a batch: each sample one of HEA / HOA / erase (evenly, among those on); Perlin blobs in a target
-    area filled with an augmented DTD texture (HEA) or a re-coloured, turned and shifted other normal (HOA)."""
+    """SA for a batch: each sample one of HEA / HOA / erase / lines (evenly, among those on); Perlin blobs in a
+    target area filled with an augmented DTD texture (HEA) or a re-coloured, turned and shifted other normal
+    (HOA), a piece erased, or a thin crack or scratch."""
 
-    KINDS = ("hea", "hoa", "erase")
+    KINDS = ("hea", "hoa", "erase", "lines")
 
     def __init__(
         self,
@@ -209,15 +211,17 @@ class DeviceSimulatedAnomalies:
         texture_cache_size: int = 64,
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
+        use_lines: bool = False,
     ) -> None:
-        switches = dict(zip(self.KINDS, (use_heterologous, use_homologous, use_erase)))
+        switches = dict(zip(self.KINDS, (use_heterologous, use_homologous, use_erase, use_lines)))
         self.kinds = [kind for kind in self.KINDS if switches[kind]]
         if not self.kinds:
             raise ValueError(
-                "SimulatedAnomalySource needs generation.hea, hoa or erase on; with all off, leave simulated anomalies out"
+                "SimulatedAnomalySource needs generation.hea, hoa, erase or lines on; with all off, leave simulated anomalies out"
             )
         self.texture_files = list_textures(dtd_dir) if use_heterologous else None
         self.eraser = DeviceErasedAnomalies(target_shapes) if use_erase else None
+        self.liner = DeviceThinLines() if use_lines else None
         self.use_target_area = use_target_area
         self.beta = validate_beta(beta, "SimulatedAnomalySource")
         self.perlin_threshold = perlin_threshold
@@ -241,9 +245,10 @@ class DeviceSimulatedAnomalies:
             members = (kinds == code).nonzero()[:, 0]
             if len(members) == 0:
                 continue
-            if kind == "erase":
+            if kind in ("erase", "lines"):
                 allowed = pool.foregrounds[bases[members]] if self._uses_foreground(pool) else None
-                images[members], masks[members] = self.eraser(pool.normal_images(bases[members]), allowed, generator)
+                remove_or_draw = self.eraser if kind == "erase" else self.liner
+                images[members], masks[members] = remove_or_draw(pool.normal_images(bases[members]), allowed, generator)
             else:
                 images[members], masks[members] = self._pasted(kind, pool, bases[members], generator)
         return images, masks

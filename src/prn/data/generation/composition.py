@@ -6,7 +6,7 @@ on so that the anomaly share never shrinks:
 
 * EA off → its quarter becomes raw seen anomalies (``"seen"``), the only in-distribution
   anomalies left.
-* HEA, HOA and erase all off (no SA) → the SA quarter goes to EA, or to ``"seen"`` when EA is
+* HEA, HOA, erase and lines all off (no SA) → the SA quarter goes to EA, or to ``"seen"`` when EA is
   off too.
 * One of HEA / HOA off → SA keeps its quarter; the remaining kind fills it (that choice
   lives in ``SimulatedAnomalySource``).
@@ -26,22 +26,24 @@ ANOMALY_QUARTER = 0.25
 
 
 def composition_from_switches(
-    ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False
+    ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False, lines: bool = False
 ) -> dict[str, float]:
     """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1.
 
     ``seen`` is the number of seen anomalies; 0 trains on normals and simulated anomalies alone.
-    ``erase`` (erased anomalies, beyond the paper) is a simulated kind beside HEA and HOA.
+    ``erase`` (erased anomalies) and ``lines`` (thin cracks and scratches), both beyond the paper, are
+    simulated kinds beside HEA and HOA.
     """
+    simulated = hea or hoa or erase or lines
     if seen == 0:
-        if not (hea or hoa or erase):
+        if not simulated:
             raise DatasetError(
-                "seen=0 trains on normal images and simulated anomalies alone, but generation.hea and generation.hoa "
-                "are both off: switch one on (generation.hoa=true needs no extra data) or label some defects (seen > 0)."
+                "seen=0 trains on normal images and simulated anomalies alone, but generation.hea, hoa, erase and lines "
+                "are all off: switch one on (generation.hoa=true needs no extra data) or label some defects (seen > 0)."
             )
         return {"normal": NORMAL_FRACTION, "sa": 1.0 - NORMAL_FRACTION}
     extended_share = "ea" if ea else "seen"
-    simulated_share = "sa" if (hea or hoa or erase) else extended_share
+    simulated_share = "sa" if simulated else extended_share
     fractions = {"normal": NORMAL_FRACTION}
     for name in (extended_share, simulated_share):
         fractions[name] = fractions.get(name, 0.0) + ANOMALY_QUARTER

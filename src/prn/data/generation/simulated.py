@@ -9,6 +9,8 @@
 * Erase (beyond the paper): a piece of the part removed and inpainted from its
   surroundings (``erased.ErasedAnomalySource``): absences such as cut leads or missing
   pins, which neither pasted kind teaches.
+* Lines (beyond the paper): cracks and scratches one to three pixels wide
+  (``thin_lines.ThinLineAnomalySource``), thinner and fainter than any blob.
 
 With TA on, the Perlin blobs are confined to a random target area and cover at least
 ``min_mask_fraction`` of it (``perlin_mask_within``: the threshold drops only as far as
@@ -38,6 +40,7 @@ from prn.data.generation.augment import (
 from prn.data.generation.erased import ErasedAnomalySource
 from prn.data.generation.perlin import perlin_mask, perlin_mask_within
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
+from prn.data.generation.thin_lines import ThinLineAnomalySource
 from prn.data.types import NormalImage, TrainingPool
 
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -95,9 +98,9 @@ class TextureCache:
 
 
 class SimulatedAnomalySource:
-    """``AnomalySource`` for HEA / HOA / erase; each sample picks one of the kinds switched on, evenly.
+    """``AnomalySource`` for HEA / HOA / erase / lines; each sample picks one of the kinds switched on, evenly.
 
-    ``usage`` counts how many samples each kind (``"hea"`` / ``"hoa"`` / ``"erase"``) produced.
+    ``usage`` counts how many samples each kind (``"hea"`` / ``"hoa"`` / ``"erase"`` / ``"lines"``) produced.
     ``dtd_dir`` is only read when HEA is on.
     """
 
@@ -115,15 +118,16 @@ class SimulatedAnomalySource:
         texture_cache_size: int = 64,
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
+        use_lines: bool = False,
     ) -> None:
-        self.kinds = [
-            kind for kind, on in (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase)) if on
-        ]
+        switches = (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase), ("lines", use_lines))
+        self.kinds = [kind for kind, on in switches if on]
         if not self.kinds:
             raise ValueError(
-                "SimulatedAnomalySource needs generation.hea, hoa or erase on; with all off, leave simulated anomalies out"
+                "SimulatedAnomalySource needs generation.hea, hoa, erase or lines on; with all off, leave simulated anomalies out"
             )
         self.eraser = ErasedAnomalySource(target_shapes) if use_erase else None
+        self.liner = ThinLineAnomalySource() if use_lines else None
         if use_homologous and not pool.normals:
             raise ValueError(
                 f"Homologous anomalies (generation.hoa) need normal images, but the pool of {pool.category!r} has none"
@@ -154,6 +158,8 @@ class SimulatedAnomalySource:
         self.usage[kind] += 1
         if kind == "erase":
             return self.eraser(base.image, base.foreground if self.use_target_area else None, rng)
+        if kind == "lines":
+            return self.liner(base.image, base.foreground if self.use_target_area else None, rng)
         shape = base.image.shape[:2]
         fill = self._heterologous_fill(shape, rng) if kind == "hea" else self._homologous_fill(base, rng)
         mask = self._anomaly_mask(base, rng)
