@@ -119,8 +119,18 @@ def test_heterologous_anomalies_match_the_cpu_source(pool, tmp_path):
     _assert_close(device, cpu, area_tolerance=0.01, change_tolerance=0.06)
 
 
-def test_erase_kind_runs_beside_the_pasted_kinds(pool):
-    source = DeviceSimulatedAnomalies(use_heterologous=False, use_homologous=True, use_erase=True)
+def test_visible_only_homologous_anomalies_match_the_cpu_source(pool):
+    options = {"use_heterologous": False, "use_homologous": True, "visible_only": True}
+    cpu = _summary(*_cpu_draws(SimulatedAnomalySource(pool, **options), pool), pool)
+    device = _summary(*_device_draws(DeviceSimulatedAnomalies(**options), pool), pool)
+    _assert_close(device, cpu, area_tolerance=0.015, change_tolerance=0.06)
+    plain = _summary(*_cpu_draws(SimulatedAnomalySource(pool, use_heterologous=False), pool), pool)
+    assert cpu["q50"] < plain["q50"] and cpu["change"] > plain["change"]  # fewer pixels, each visibly changed
+
+
+@pytest.mark.parametrize("kind", ["erase", "lines"])
+def test_erase_and_lines_kinds_run_beside_the_pasted_kinds(pool, kind):
+    source = DeviceSimulatedAnomalies(use_heterologous=False, use_homologous=True, **{f"use_{kind}": True})
     images, masks = source(PoolTensors.from_pool(pool), torch.arange(12) % 6, torch.Generator().manual_seed(2))
     assert images.shape == (12, 3, SIZE, SIZE) and masks.shape == (12, SIZE, SIZE)
     assert (masks.flatten(1).sum(1) > 0).float().mean() > 0.8

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from prn.data.generation.simulated import SimulatedAnomalySource, TextureCache, list_textures
+from prn.data.generation.simulated import (
+    MAX_VISIBLE_ATTEMPTS,
+    SimulatedAnomalySource,
+    TextureCache,
+    list_textures,
+)
 
 SEEDS = range(20)
 
@@ -82,3 +87,25 @@ def test_texture_cache_is_bounded_and_resizes(texture_dir):
         assert texture.shape == (30, 20, 3) and texture.dtype == np.uint8
     assert len(cache) == 2
     assert cache.get(3, (30, 20)) is cache.get(3, (30, 20))
+
+
+def test_visible_only_labels_and_keeps_only_what_visibly_changed(generation_pool) -> None:
+    source = SimulatedAnomalySource(generation_pool, use_heterologous=False, visible_only=True)
+    rng = np.random.default_rng(0)
+    for normal in generation_pool.normals:
+        image, mask = source(normal, rng)
+        labelled = mask > 0
+        assert labelled.sum() >= 16
+        assert np.array_equal(image[~labelled], normal.image[~labelled])
+
+
+def test_visible_only_drops_a_paste_that_changed_nothing_after_redrawing(generation_pool, monkeypatch) -> None:
+    source = SimulatedAnomalySource(generation_pool, use_heterologous=False, visible_only=True)
+    blob = np.zeros(generation_pool.image_size, dtype=bool)
+    blob[20:40, 20:40] = True
+    calls = []
+    monkeypatch.setattr(source, "_pasted", lambda kind, base, rng: calls.append(kind) or (base.image.copy(), blob))
+    normal = generation_pool.normals[0]
+    image, mask = source(normal, np.random.default_rng(0))
+    assert mask.sum() == 0 and np.array_equal(image, normal.image)  # the paper's rule would label 400 pixels
+    assert calls == ["hoa"] * MAX_VISIBLE_ATTEMPTS

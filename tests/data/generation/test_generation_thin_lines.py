@@ -106,13 +106,15 @@ def test_bad_options_name_themselves(options: dict, named: str) -> None:
 
 
 def test_lines_join_the_simulated_kinds_and_alone_still_make_a_simulated_share(generation_pool) -> None:
-    source = SimulatedAnomalySource(
-        generation_pool, use_heterologous=False, use_homologous=False, use_lines=True
-    )
+    source = SimulatedAnomalySource(generation_pool, use_heterologous=False, use_homologous=False, use_lines=True)
     rng = np.random.default_rng(0)
     for normal in generation_pool.normals:
         image, mask = source(normal, rng)
         assert image.shape == normal.image.shape and mask.sum() > 0
     assert source.usage == {"lines": len(generation_pool.normals)}
-    assert composition_from_switches(ea=True, hea=False, hoa=False, lines=True) == {"normal": 0.5, "ea": 0.25, "sa": 0.25}
+    assert composition_from_switches(ea=True, hea=False, hoa=False, lines=True) == {
+        "normal": 0.5,
+        "ea": 0.25,
+        "sa": 0.25,
+    }
     assert composition_from_switches(ea=False, hea=False, hoa=False, seen=0, lines=True) == {"normal": 0.5, "sa": 0.5}

@@ -189,10 +189,10 @@ def value_ranges(images: Tensor) -> Tensor:
 
 def changed_pixels(before: Tensor, after: Tensor, regions: Tensor) -> Tensor:
     """``[B, H, W]`` bool: pixels of ``regions`` where ``after`` visibly differs from ``before`` (opened)."""
-    return _changed(blur5(before), value_ranges(before), after, regions)
+    return changed_after(blur5(before), value_ranges(before), after, regions)
 
 
-def _changed(blurred_before: Tensor, value_range: Tensor, after: Tensor, regions: Tensor) -> Tensor:
+def changed_after(blurred_before: Tensor, value_range: Tensor, after: Tensor, regions: Tensor) -> Tensor:
     """:func:`changed_pixels` with the ``before`` image's blur and value range computed once for all redraws."""
     difference = (blur5(after) - blurred_before).abs().amax(dim=1)
     return open3((difference > MIN_CHANGE * value_range[:, None, None]) & regions)
@@ -267,4 +267,4 @@ class DeviceErasedAnomalies:
         noise = torch.randn(len(images), 1, *images.shape[2:], generator=generator, device=device, dtype=images.dtype)
         grain = noise * grain_spread(images - data.blurred, regions)[:, None, None, None] * regions[:, None]
         erased = (inpaint_fill(images, regions) + grain).clamp(0.0, 1.0)
-        return erased, _changed(data.blurred, data.value_range, erased, regions)
+        return erased, changed_after(data.blurred, data.value_range, erased, regions)

@@ -71,7 +71,9 @@ class DeviceThinLines:
         result, masks = images.clone(), torch.zeros(images.shape[0], *images.shape[2:], device=images.device)
         pending = torch.arange(len(images), device=images.device)
         for _ in range(MAX_LINE_ATTEMPTS):
-            lined, mask = self._attempt(images[pending], None if allowed is None else allowed[pending.cpu().numpy()], rng)
+            lined, mask = self._attempt(
+                images[pending], None if allowed is None else allowed[pending.cpu().numpy()], rng
+            )
             better = mask.flatten(1).sum(dim=1) > masks[pending].flatten(1).sum(dim=1)
             chosen = pending[better]
             result[chosen], masks[chosen] = lined[better], mask[better].float()
@@ -84,7 +86,9 @@ class DeviceThinLines:
         """One line per image: (lined images, ``[B, H, W]`` bool pixels that moved by half the line's contrast)."""
         count, _, height, width = images.shape
         profiles = [
-            draw_line_profile((height, width), None if allowed is None else allowed[index], rng, self.length, self.width)
+            draw_line_profile(
+                (height, width), None if allowed is None else allowed[index], rng, self.length, self.width
+            )
             for index in range(count)
         ]
         shadings = [random_shading(rng, self.contrast) for _ in range(count)]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from prn.data.device.color import apply_random_ops, extended_color_ops, homologous_color_jitter, texture_ops
-from prn.data.device.erase import DeviceErasedAnomalies
+from prn.data.device.erase import DeviceErasedAnomalies, blur5, changed_after, value_ranges
 from prn.data.device.lines import DeviceThinLines
 from prn.data.device.perlin import perlin_masks
 from prn.data.device.pool import PoolTensors, as_float
@@ -31,7 +31,7 @@ from prn.data.device.regions import (
 )
 from prn.data.generation.augment import validate_beta
 from prn.data.generation.extended import AUG1_OP_COUNT
-from prn.data.generation.simulated import TEXTURE_OP_COUNT, list_textures
+from prn.data.generation.simulated import MAX_VISIBLE_ATTEMPTS, MIN_VISIBLE_PIXELS, TEXTURE_OP_COUNT, list_textures
 
 
 def uniform(count: int, bounds: Sequence[float], generator: torch.Generator, device: torch.device) -> Tensor:
@@ -212,6 +212,7 @@ class DeviceSimulatedAnomalies:
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
         use_lines: bool = False,
+        visible_only: bool = False,
     ) -> None:
         switches = dict(zip(self.KINDS, (use_heterologous, use_homologous, use_erase, use_lines)))
         self.kinds = [kind for kind in self.KINDS if switches[kind]]
@@ -223,6 +224,7 @@ class DeviceSimulatedAnomalies:
         self.eraser = DeviceErasedAnomalies(target_shapes) if use_erase else None
         self.liner = DeviceThinLines() if use_lines else None
         self.use_target_area = use_target_area
+        self.visible_only = visible_only
         self.beta = validate_beta(beta, "SimulatedAnomalySource")
         self.perlin_threshold = perlin_threshold
         self.min_mask_fraction = min_mask_fraction
@@ -249,6 +251,8 @@ class DeviceSimulatedAnomalies:
                 allowed = pool.foregrounds[bases[members]] if self._uses_foreground(pool) else None
                 remove_or_draw = self.eraser if kind == "erase" else self.liner
                 images[members], masks[members] = remove_or_draw(pool.normal_images(bases[members]), allowed, generator)
+            elif self.visible_only:
+                images[members], masks[members] = self._visibly_pasted(kind, pool, bases[members], generator)
             else:
                 images[members], masks[members] = self._pasted(kind, pool, bases[members], generator)
         return images, masks
@@ -264,6 +268,31 @@ class DeviceSimulatedAnomalies:
         masks = self._anomaly_masks(pool, bases, generator)
         beta = uniform(len(bases), self.beta, generator, bases.device)
         return blend(pool.normal_images(bases), fill, masks, beta), masks.float()
+
+    def _visibly_pasted(
+        self, kind: str, pool: PoolTensors, bases: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Pastes kept and labelled only where they visibly changed the base (the CPU path's ``visible_only``);
+        images whose paste changed fewer than ``MIN_VISIBLE_PIXELS`` are redrawn, keeping each one's best."""
+        normals = pool.normal_images(bases)
+        blurred, ranges = blur5(normals), value_ranges(normals)
+        result, masks = (
+            normals.clone(),
+            torch.zeros(len(bases), *pool.image_size, dtype=torch.bool, device=bases.device),
+        )
+        pending = torch.arange(len(bases), device=bases.device)
+        for _ in range(MAX_VISIBLE_ATTEMPTS):
+            pasted, blobs = self._pasted(kind, pool, bases[pending], generator)
+            visible = changed_after(blurred[pending], ranges[pending], pasted, blobs > 0)
+            count = visible.flatten(1).sum(dim=1)
+            better = count > masks[pending].flatten(1).sum(dim=1)
+            chosen = pending[better]
+            result[chosen] = torch.where(visible[better, None], pasted[better], normals[chosen])
+            masks[chosen] = visible[better]
+            pending = pending[masks[pending].flatten(1).sum(dim=1) < MIN_VISIBLE_PIXELS]
+            if len(pending) == 0:
+                break
+        return result, masks.float()
 
     def _heterologous_fill(self, pool: PoolTensors, count: int, generator: torch.Generator) -> Tensor:
         device = pool.device

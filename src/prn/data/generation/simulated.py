@@ -12,6 +12,11 @@
 * Lines (beyond the paper): cracks and scratches one to three pixels wide
   (``thin_lines.ThinLineAnomalySource``), thinner and fainter than any blob.
 
+With ``visible_only`` (beyond the paper) a pasted blob is labelled only where it visibly changed the
+image (``erased.changed_pixels``, the erase source's rule) and left as the base elsewhere; blobs that
+change almost nothing are redrawn. A normal patch pasted on a plain surface, or a texture blended
+at high β, otherwise labels pixels that look normal and teaches the decoder to flag normal texture.
+
 With TA on, the Perlin blobs are confined to a random target area and cover at least
 ``min_mask_fraction`` of it (``perlin_mask_within``: the threshold drops only as far as
 needed; plain clipping leaves slivers or nothing). The fill is then blended with
@@ -37,7 +42,7 @@ from prn.data.generation.augment import (
     texture_ops,
     validate_beta,
 )
-from prn.data.generation.erased import ErasedAnomalySource
+from prn.data.generation.erased import ErasedAnomalySource, changed_pixels
 from prn.data.generation.perlin import perlin_mask, perlin_mask_within
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
 from prn.data.generation.thin_lines import ThinLineAnomalySource
@@ -46,6 +51,8 @@ from prn.data.types import NormalImage, TrainingPool
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TEXTURE_OP_COUNT = 3
 MAX_OTHER_NORMAL_TRIES = 10
+MIN_VISIBLE_PIXELS = 16  # with visible_only: a paste that visibly changed fewer pixels is redrawn
+MAX_VISIBLE_ATTEMPTS = 8
 
 
 def list_textures(dtd_dir: str | None) -> list[Path]:
@@ -119,6 +126,7 @@ class SimulatedAnomalySource:
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
         use_lines: bool = False,
+        visible_only: bool = False,
     ) -> None:
         switches = (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase), ("lines", use_lines))
         self.kinds = [kind for kind, on in switches if on]
@@ -135,6 +143,7 @@ class SimulatedAnomalySource:
         self.pool = pool
         self.textures = TextureCache(list_textures(dtd_dir), texture_cache_size) if use_heterologous else None
         self.use_target_area = use_target_area
+        self.visible_only = visible_only
         self.beta = validate_beta(beta, "SimulatedAnomalySource")
         self.perlin_threshold = perlin_threshold
         self.min_mask_fraction = min_mask_fraction
@@ -160,10 +169,29 @@ class SimulatedAnomalySource:
             return self.eraser(base.image, base.foreground if self.use_target_area else None, rng)
         if kind == "lines":
             return self.liner(base.image, base.foreground if self.use_target_area else None, rng)
+        if not self.visible_only:
+            image, mask = self._pasted(kind, base, rng)
+            return image, mask.astype(np.float32)
+        return self._visibly_pasted(kind, base, rng)
+
+    def _pasted(self, kind: str, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A Perlin blob of ``kind``'s fill blended on ``base`` with opacity β (PRN Eq. 4), and the blob."""
         shape = base.image.shape[:2]
         fill = self._heterologous_fill(shape, rng) if kind == "hea" else self._homologous_fill(base, rng)
         mask = self._anomaly_mask(base, rng)
-        return blend_anomaly(base.image, fill, mask, sample_beta(self.beta, rng)), mask.astype(np.float32)
+        return blend_anomaly(base.image, fill, mask, sample_beta(self.beta, rng)), mask
+
+    def _visibly_pasted(self, kind: str, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A paste labelled (and kept) only where it visibly changed ``base``; redrawn while it hardly did."""
+        best = (base.image, np.zeros(base.image.shape[:2], dtype=bool))
+        for _ in range(MAX_VISIBLE_ATTEMPTS):
+            pasted, blob = self._pasted(kind, base, rng)
+            visible = changed_pixels(base.image, pasted, blob)
+            if visible.sum() > best[1].sum():
+                best = (np.where(visible[..., None], pasted, base.image), visible)
+            if visible.sum() >= MIN_VISIBLE_PIXELS:
+                break
+        return best[0], best[1].astype(np.float32)
 
     def _heterologous_fill(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         texture = self.textures.get(int(rng.integers(len(self.textures.files))), shape)

@@ -58,7 +58,11 @@ def checked_line_options(
         raise ValueError(f"line width must satisfy 1 <= low <= high pixels, got {tuple(width)}")
     if not 0.0 < contrast[0] <= contrast[1] <= 1.0:
         raise ValueError(f"line contrast must satisfy 0 < low <= high <= 1, got {tuple(contrast)}")
-    return (float(length[0]), float(length[1])), (int(width[0]), int(width[1])), (float(contrast[0]), float(contrast[1]))
+    return (
+        (float(length[0]), float(length[1])),
+        (int(width[0]), int(width[1])),
+        (float(contrast[0]), float(contrast[1])),
+    )
 
 
 def random_walk(
@@ -71,9 +75,7 @@ def random_walk(
     return np.vstack([start[None], start[None] + np.cumsum(moves, axis=0)])
 
 
-def line_paths(
-    start: np.ndarray, length: float, rng: np.random.Generator, step: float = 2.0
-) -> list[np.ndarray]:
+def line_paths(start: np.ndarray, length: float, rng: np.random.Generator, step: float = 2.0) -> list[np.ndarray]:
     """One crack or scratch from ``start``: a main walk, sometimes a shorter branch off it."""
     turn = float(np.exp(rng.uniform(np.log(TURN_SPREAD[0]), np.log(TURN_SPREAD[1]))))
     heading = float(rng.uniform(0.0, 2.0 * np.pi))
