@@ -136,6 +136,16 @@ def test_erase_and_lines_kinds_run_beside_the_pasted_kinds(pool, kind):
     assert (masks.flatten(1).sum(1) > 0).float().mean() > 0.8
 
 
+def test_auto_lines_are_settled_by_the_pools_foregrounds(pool):
+    on_object = DeviceSimulatedAnomalies(use_heterologous=False, use_lines="auto")
+    on_object.check_pool(PoolTensors.from_pool(pool))
+    assert on_object.kinds == ["hoa"]  # the part covers a third of the frame
+    surface_pool = TrainingPool([NormalImage(normal.image, None) for normal in pool.normals], [], [], (SIZE, SIZE))
+    on_surface = DeviceSimulatedAnomalies(use_heterologous=False, use_lines="auto")
+    on_surface.check_pool(PoolTensors.from_pool(surface_pool))
+    assert on_surface.kinds == ["hoa", "lines"]
+
+
 def test_homologous_fill_never_uses_the_base_when_another_normal_exists(pool):
     tensors = PoolTensors.from_pool(pool)
     source = DeviceSimulatedAnomalies(use_heterologous=False)

@@ -14,8 +14,10 @@ from prn.data.generation.thin_lines import (
     LineShading,
     ThinLineAnomalySource,
     draw_line_profile,
+    resolve_lines,
     shade_line,
 )
+from prn.data.types import NormalImage, TrainingPool
 
 
 def _noisy_plate(size: int = 96, spread: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -118,3 +120,16 @@ def test_lines_join_the_simulated_kinds_and_alone_still_make_a_simulated_share(g
         "sa": 0.25,
     }
     assert composition_from_switches(ea=False, hea=False, hoa=False, seen=0, lines=True) == {"normal": 0.5, "sa": 0.5}
+
+
+def test_auto_draws_lines_on_surfaces_that_fill_the_frame_only(generation_pool) -> None:
+    assert resolve_lines("auto", [1.0, 0.97, 1.0]) and not resolve_lines("auto", [0.3, 0.4, 1.0])
+    assert resolve_lines(True, [0.3]) and not resolve_lines(False, [1.0])
+    with pytest.raises(ValueError, match="true, false or auto"):
+        resolve_lines("sometimes", [1.0])
+    on_object = SimulatedAnomalySource(generation_pool, use_heterologous=False, use_lines="auto")
+    assert on_object.kinds == ["hoa"]  # the disc covers a quarter of the frame: an object
+    surface = TrainingPool(
+        [NormalImage(normal.image, None) for normal in generation_pool.normals], [], [], generation_pool.image_size
+    )
+    assert SimulatedAnomalySource(surface, use_heterologous=False, use_lines="auto").kinds == ["hoa", "lines"]

@@ -32,6 +32,7 @@ from prn.data.device.regions import (
 from prn.data.generation.augment import validate_beta
 from prn.data.generation.extended import AUG1_OP_COUNT
 from prn.data.generation.simulated import MAX_VISIBLE_ATTEMPTS, MIN_VISIBLE_PIXELS, TEXTURE_OP_COUNT, list_textures
+from prn.data.generation.thin_lines import resolve_lines
 
 
 def uniform(count: int, bounds: Sequence[float], generator: torch.Generator, device: torch.device) -> Tensor:
@@ -211,10 +212,11 @@ class DeviceSimulatedAnomalies:
         texture_cache_size: int = 64,
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
-        use_lines: bool = False,
+        use_lines: bool | str = False,
         visible_only: bool = False,
     ) -> None:
-        switches = dict(zip(self.KINDS, (use_heterologous, use_homologous, use_erase, use_lines)))
+        self.lines_setting = use_lines  # "auto" is settled by check_pool, once the foregrounds are known
+        switches = dict(zip(self.KINDS, (use_heterologous, use_homologous, use_erase, bool(use_lines))))
         self.kinds = [kind for kind in self.KINDS if switches[kind]]
         if not self.kinds:
             raise ValueError(
@@ -223,6 +225,7 @@ class DeviceSimulatedAnomalies:
         self.texture_files = list_textures(dtd_dir) if use_heterologous else None
         self.eraser = DeviceErasedAnomalies(target_shapes) if use_erase else None
         self.liner = DeviceThinLines() if use_lines else None
+        resolve_lines(use_lines, [])  # a bad setting fails here, not at the first batch
         self.use_target_area = use_target_area
         self.visible_only = visible_only
         self.beta = validate_beta(beta, "SimulatedAnomalySource")
@@ -233,6 +236,8 @@ class DeviceSimulatedAnomalies:
         self.texture_ops = texture_ops()
 
     def check_pool(self, pool: PoolTensors) -> None:
+        if self.lines_setting == "auto":
+            self._settle_auto_lines(pool)
         if "hoa" in self.kinds and len(pool.normals) == 0:
             raise ValueError("Homologous anomalies (generation.hoa) need normal images, but the pool has none")
         if "hea" in self.kinds and pool.textures is None:
@@ -256,6 +261,22 @@ class DeviceSimulatedAnomalies:
             else:
                 images[members], masks[members] = self._pasted(kind, pool, bases[members], generator)
         return images, masks
+
+    def _settle_auto_lines(self, pool: PoolTensors) -> None:
+        """``use_lines="auto"``: lines stay among the kinds only where the normals fill the frame.
+
+        The pool holds no foregrounds with target areas off, which reads as a surface here (the CPU
+        path still sees the estimated foregrounds and decides on them).
+        """
+        if pool.foregrounds is None:
+            coverages = [1.0]
+        else:
+            coverages = pool.foregrounds.flatten(1).float().mean(dim=1).tolist()
+        if not resolve_lines("auto", coverages):
+            self.kinds = [kind for kind in self.kinds if kind != "lines"]
+            if not self.kinds:
+                raise ValueError("generation.lines=auto found an object, not a surface, and every other kind is off")
+        self.lines_setting = "settled"
 
     def _uses_foreground(self, pool: PoolTensors) -> bool:
         return self.use_target_area and pool.foregrounds is not None

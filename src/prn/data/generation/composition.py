@@ -26,7 +26,7 @@ ANOMALY_QUARTER = 0.25
 
 
 def composition_from_switches(
-    ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False, lines: bool = False
+    ea: bool, hea: bool, hoa: bool, seen: int | None = None, erase: bool = False, lines: bool | str = False
 ) -> dict[str, float]:
     """Fractions of a batch per source name (``normal``, ``seen``, ``ea``, ``sa``); they sum to 1.
 

@@ -45,7 +45,7 @@ from prn.data.generation.augment import (
 from prn.data.generation.erased import ErasedAnomalySource, changed_pixels
 from prn.data.generation.perlin import perlin_mask, perlin_mask_within
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
-from prn.data.generation.thin_lines import ThinLineAnomalySource
+from prn.data.generation.thin_lines import ThinLineAnomalySource, resolve_lines
 from prn.data.types import NormalImage, TrainingPool
 
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -104,6 +104,13 @@ class TextureCache:
         return texture
 
 
+def foreground_coverages(pool: TrainingPool) -> list[float]:
+    """Each pool normal's foreground share of the image (1.0 without one, as for textures)."""
+    if pool.is_texture:
+        return [1.0] * max(len(pool.normals), 1)
+    return [1.0 if normal.foreground is None else float(normal.foreground.mean()) for normal in pool.normals]
+
+
 class SimulatedAnomalySource:
     """``AnomalySource`` for HEA / HOA / erase / lines; each sample picks one of the kinds switched on, evenly.
 
@@ -125,9 +132,10 @@ class SimulatedAnomalySource:
         texture_cache_size: int = 64,
         min_mask_fraction: float = 0.3,
         use_erase: bool = False,
-        use_lines: bool = False,
+        use_lines: bool | str = False,
         visible_only: bool = False,
     ) -> None:
+        use_lines = resolve_lines(use_lines, foreground_coverages(pool))
         switches = (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase), ("lines", use_lines))
         self.kinds = [kind for kind, on in switches if on]
         if not self.kinds:

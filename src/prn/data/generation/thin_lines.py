@@ -39,6 +39,28 @@ MAX_LINE_ATTEMPTS = 8
 SUBPIXEL_BITS = 3
 
 
+FILLS_FRAME = 0.95  # median foreground share at which a part counts as a surface filling the image
+
+
+def fills_frame(coverages: Sequence[float]) -> bool:
+    """Whether a category is a surface or texture: its normals' median foreground covers the image.
+
+    ``coverages`` is each normal's foreground share (1.0 where it has none, or the estimate fell back
+    to the whole image). ``generation.lines=auto`` draws lines on such parts only: measured, they lift
+    thin cracks on a surface and cost an object's cut leads some localisation (docs/own-parts.md).
+    """
+    return bool(len(coverages)) and float(np.median(coverages)) >= FILLS_FRAME
+
+
+def resolve_lines(use_lines: bool | str, coverages: Sequence[float]) -> bool:
+    """``generation.lines`` as a bool: ``true``/``false`` as given, ``auto`` on surfaces only."""
+    if isinstance(use_lines, str):
+        if use_lines != "auto":
+            raise ValueError(f"generation.lines must be true, false or auto, got {use_lines!r}")
+        return fills_frame(coverages)
+    return bool(use_lines)
+
+
 @dataclass(frozen=True)
 class LineShading:
     """How a drawn line changes the image: sign, strength and an optional rim."""
