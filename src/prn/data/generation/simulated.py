@@ -25,6 +25,7 @@ opacity β exactly as for extended anomalies.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,8 @@ from prn.data.generation.perlin import perlin_mask, perlin_mask_within
 from prn.data.generation.target_area import DEFAULT_TARGET_SCALE, TARGET_SHAPES, random_target_area
 from prn.data.generation.thin_lines import ThinLineAnomalySource, resolve_lines
 from prn.data.types import NormalImage, TrainingPool
+
+logger = logging.getLogger(__name__)
 
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TEXTURE_OP_COUNT = 3
@@ -135,7 +138,15 @@ class SimulatedAnomalySource:
         use_lines: bool | str = False,
         visible_only: bool = False,
     ) -> None:
-        use_lines = resolve_lines(use_lines, foreground_coverages(pool))
+        if use_lines == "auto":
+            coverages = foreground_coverages(pool)
+            use_lines = resolve_lines(use_lines, coverages)
+            logger.info(
+                "generation.lines=auto: %s (median foreground %.0f%% of the frame)",
+                "on, a surface" if use_lines else "off, an object",
+                100 * float(np.median(coverages)) if coverages else 100.0,
+            )
+        use_lines = resolve_lines(use_lines, [])
         switches = (("hea", use_heterologous), ("hoa", use_homologous), ("erase", use_erase), ("lines", use_lines))
         self.kinds = [kind for kind, on in switches if on]
         if not self.kinds:
