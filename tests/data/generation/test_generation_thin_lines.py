@@ -13,6 +13,7 @@ from prn.data.generation.thin_lines import (
     MIN_NOISE_RATIO,
     LineShading,
     ThinLineAnomalySource,
+    draw_core,
     draw_line_profile,
     resolve_lines,
     shade_line,
@@ -133,3 +134,14 @@ def test_auto_draws_lines_on_surfaces_that_fill_the_frame_only(generation_pool) 
         [NormalImage(normal.image, None) for normal in generation_pool.normals], [], [], generation_pool.image_size
     )
     assert SimulatedAnomalySource(surface, use_heterologous=False, use_lines="auto").kinds == ["hoa", "lines"]
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 45.0, 90.0])
+def test_line_width_holds_at_every_angle(angle: float) -> None:
+    direction = np.array([np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))])
+    path = np.array([30.0, 30.0]) - 20 * direction + np.linspace(0, 40, 21)[:, None] * direction
+    for width in (1, 2, 3):
+        canvas = np.zeros((60, 60), dtype=np.uint8)
+        draw_core(canvas, path, width)
+        measured = float(canvas.sum()) / 255.0 / 40.0  # ink per unit length
+        assert width <= measured + 0.05 and measured <= width + 1.1, (width, measured)

@@ -113,11 +113,17 @@ def draw_core(canvas: np.ndarray, path: np.ndarray, width: int) -> None:
     """``path`` drawn anti-aliased on ``canvas`` with a core ``width`` pixels across.
 
     OpenCV's anti-aliased thickness t gives a core of 2t - 1 pixels, so odd widths are one stroke of
-    thickness (width + 1) / 2 and even widths two strokes half a pixel apart across the line.
+    thickness (width + 1) / 2 and even widths two strokes of thickness width / 2, offset half a pixel
+    either way along the path's normal.
     """
     scale = 1 << SUBPIXEL_BITS
-    strokes = [path] if width % 2 else [path - 0.35, path + 0.35]
-    thickness = (width + 1) // 2 if width % 2 else width // 2
+    if width % 2:
+        strokes, thickness = [path], (width + 1) // 2
+    else:
+        tangent = np.gradient(path, axis=0)
+        normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+        strokes, thickness = [path - 0.5 * normal, path + 0.5 * normal], width // 2
     for stroke in strokes:
         points = np.round(stroke * scale).astype(np.int32)[:, None, :]
         cv2.polylines(canvas, [points], False, 255, thickness=thickness, lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
