@@ -45,7 +45,7 @@ MIN_CHANGED_PIXELS = 16
 MIN_VALUE_RANGE = 32.0  # grey levels (0..255)
 
 
-def _gaussian_taps(sigma: float) -> list[float]:
+def gaussian_taps(sigma: float) -> list[float]:
     """cv2.getGaussianKernel for ``ksize=(0, 0)`` on float images: ``2 * round(4 sigma) + 1`` taps."""
     radius = int(round(4.0 * sigma))
     taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2) / (2.0 * sigma * sigma))
@@ -82,7 +82,7 @@ def structure_weights(images: Tensor, allowed: Tensor) -> Tensor:
     gradient_x = separable_filter(grey, SOBEL_SMOOTH, SOBEL_DERIVATIVE)
     gradient_y = separable_filter(grey, SOBEL_DERIVATIVE, SOBEL_SMOOTH)
     magnitude = torch.sqrt(gradient_x**2 + gradient_y**2)
-    taps = _gaussian_taps(STRUCTURE_SIGMA)
+    taps = gaussian_taps(STRUCTURE_SIGMA)
     return separable_filter(magnitude, taps, taps) * allowed
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prn.data.device.erase import _gaussian_taps, blur5, dilate, separable_filter, value_ranges
+from prn.data.device.erase import blur5, dilate, gaussian_taps, separable_filter, value_ranges
 from prn.data.device.regions import masked_quantiles
 from prn.data.generation.thin_lines import (
     DEFAULT_CONTRAST,
@@ -44,7 +44,7 @@ def host_stream(generator: torch.Generator) -> np.random.Generator:
 
 def rim_profiles(profiles: Tensor) -> Tensor:
     """``[B, H, W]`` band beside each line's core (:func:`prn.data.generation.thin_lines.rim_profile`)."""
-    taps = _gaussian_taps(RIM_SIGMA)
+    taps = gaussian_taps(RIM_SIGMA)
     spread = separable_filter(profiles, taps, taps)
     return (2.0 * spread - profiles).clamp(0.0, 1.0) * (profiles < 0.5)
 
