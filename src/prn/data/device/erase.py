@@ -169,9 +169,14 @@ def grain_spread(high_pass: Tensor, regions: Tensor) -> Tensor:
 
     The median ignores the part's outline in the ring, which a plain std would count as texture.
     """
-    ring = (dilate(regions, RING_RADIUS) & ~regions)[:, None].expand_as(high_pass)
-    median = masked_quantiles(high_pass.abs(), ring, 0.5)
-    return torch.where(ring.flatten(1).any(dim=1), MAD_TO_STD * median, torch.zeros_like(median))
+    return spread_on(high_pass, dilate(regions, RING_RADIUS) & ~regions)
+
+
+def spread_on(high_pass: Tensor, pixels: Tensor) -> Tensor:
+    """``[B]`` robust (MAD) std of ``[B, C, H, W]`` ``high_pass`` on ``[B, H, W]`` ``pixels``; 0 where there are none."""
+    pixels = pixels[:, None].expand_as(high_pass)
+    median = masked_quantiles(high_pass.abs(), pixels, 0.5)
+    return torch.where(pixels.flatten(1).any(dim=1), MAD_TO_STD * median, torch.zeros_like(median))
 
 
 def value_ranges(images: Tensor) -> Tensor:

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prn.data.device.erase import blur5, dilate, gaussian_taps, separable_filter, value_ranges
-from prn.data.device.regions import masked_quantiles
+from prn.data.device.erase import blur5, dilate, gaussian_taps, separable_filter, spread_on, value_ranges
 from prn.data.generation.thin_lines import (
     DEFAULT_CONTRAST,
     DEFAULT_LENGTH,
@@ -31,7 +30,6 @@ from prn.data.generation.thin_lines import (
     random_shading,
 )
 
-MAD_TO_STD = 1.4826
 NEAR_RADIUS = 4  # the 9x9 neighbourhood whose grain bounds how faint a line may be
 RIM_SIGMA = 1.5
 
@@ -99,9 +97,7 @@ class DeviceThinLines:
             for name in ("polarity", "contrast", "rim")
         )
         grey_levels = images * 255.0
-        near = dilate(profile > 0, NEAR_RADIUS)[:, None].expand_as(images)
-        grain = MAD_TO_STD * masked_quantiles((grey_levels - blur5(grey_levels)).abs(), near, 0.5)
-        grain = torch.where(near.flatten(1).any(dim=1), grain, torch.zeros_like(grain))  # a line cut off the part
+        grain = spread_on(grey_levels - blur5(grey_levels), dilate(profile > 0, NEAR_RADIUS))
         strength = torch.maximum(contrast * value_ranges(images) * 255.0, MIN_NOISE_RATIO * grain)
         change = (polarity * strength)[:, None, None] * (profile - rim[:, None, None] * rim_profiles(profile))
         lined = (grey_levels + change[:, None]).clamp(0.0, 255.0)

@@ -36,6 +36,20 @@ def structure_weights(image: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(magnitude, (0, 0), 3) * allowed
 
 
+def value_range(image: np.ndarray) -> float:
+    """The image's 1-99 % spread in grey levels, at least 32: what 'visibly changed' is measured against."""
+    return max(float(np.percentile(image, 99) - np.percentile(image, 1)), 32.0)
+
+
+def grain_spread(image: np.ndarray, near: np.ndarray) -> float:
+    """Robust (MAD) spread of ``image``'s fine texture (5x5 high-pass) on the ``near`` pixels, 0 if none.
+
+    The median ignores edges among ``near`` (a part's outline), which a plain std would count as texture.
+    """
+    high_pass = image.astype(np.float32) - cv2.GaussianBlur(image, (5, 5), 0).astype(np.float32)
+    return 1.4826 * float(np.median(np.abs(high_pass[near]))) if near.any() else 0.0
+
+
 def inpaint_region(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``image`` with ``region`` inpainted from its border, plus grain as strong as the surroundings' fine texture.
 
@@ -45,19 +59,17 @@ def inpaint_region(image: np.ndarray, region: np.ndarray, rng: np.random.Generat
     region_u8 = region.astype(np.uint8)
     filled = cv2.inpaint(image, region_u8, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     ring = cv2.dilate(region_u8, np.ones((7, 7), np.uint8)).astype(bool) & ~region
-    high_pass = image.astype(np.float32) - cv2.GaussianBlur(image, (5, 5), 0).astype(np.float32)
-    spread = 1.4826 * float(np.median(np.abs(high_pass[ring]))) if ring.any() else 0.0
+    spread = grain_spread(image, ring)
     grain = rng.normal(0.0, spread, size=image.shape[:2])[..., None]
     return np.clip(filled.astype(np.float64) + grain * region[..., None], 0, 255).round().astype(np.uint8)
 
 
 def changed_pixels(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``bool`` pixels of ``region`` where ``after`` differs visibly from ``before`` (opened, so specks drop)."""
-    value_range = max(float(np.percentile(before, 99) - np.percentile(before, 1)), 32.0)
     difference = np.abs(
         cv2.GaussianBlur(after, (5, 5), 0).astype(np.float32) - cv2.GaussianBlur(before, (5, 5), 0).astype(np.float32)
     )
-    moved = (difference.max(axis=2) > MIN_CHANGE * value_range) & region
+    moved = (difference.max(axis=2) > MIN_CHANGE * value_range(before)) & region
     opened = cv2.morphologyEx(moved.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     return opened.astype(bool)
 

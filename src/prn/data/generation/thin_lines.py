@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from prn.data.generation.erased import grain_spread, value_range
+
 DEFAULT_LENGTH = (0.08, 0.45)  # line length as a fraction of the part's (or image's) extent
 DEFAULT_WIDTH = (1, 3)  # core width in pixels at the training resolution
 DEFAULT_CONTRAST = (0.08, 0.45)  # change at the core as a fraction of the image's 1-99 % value range
@@ -169,17 +171,6 @@ def rim_profile(profile: np.ndarray) -> np.ndarray:
     """The band just beside a line's core (a blurred copy minus the core), in [0, 1]."""
     spread = cv2.GaussianBlur(profile, (0, 0), 1.5)
     return np.clip(2.0 * spread - profile, 0.0, 1.0) * (profile < 0.5)
-
-
-def value_range(image: np.ndarray) -> float:
-    """The image's 1-99 % spread in grey levels, at least 32 (a flat image still gets visible lines)."""
-    return max(float(np.percentile(image, 99) - np.percentile(image, 1)), 32.0)
-
-
-def grain_spread(image: np.ndarray, near: np.ndarray) -> float:
-    """Robust (MAD) spread of ``image``'s fine texture on the ``near`` pixels: how faint a line may be."""
-    high_pass = image.astype(np.float32) - cv2.GaussianBlur(image, (5, 5), 0).astype(np.float32)
-    return 1.4826 * float(np.median(np.abs(high_pass[near]))) if near.any() else 0.0
 
 
 def shade_line(image: np.ndarray, profile: np.ndarray, shading: LineShading) -> tuple[np.ndarray, np.ndarray]:
