@@ -1,18 +1,21 @@
-"""How well the held-out score selection predicts the test set, and what each selection rule would have scored.
+"""How well the held-out score selection predicts the test set, and what each selection rule scores.
 
 For each finished run (a directory with ``checkpoints/last.ckpt`` that held normals out), the
-network and patch-memory maps of the selection set (held-out normals and one generated anomaly
-on each, exactly as training built it) and of the test set are computed once. Every candidate
-(sigma, k, memory weight) is then scored on both, and three rules are compared:
+network and patch-memory maps of the selection set (held-out normals and the generated anomalies
+on them, exactly as training builds it) and of the test set are computed once and cached in the
+run directory (``score_study.pt``; ``--fresh`` recomputes, and a change of ``SELECTION_DRAWS``
+recomputes the selection's). Every candidate (sigma, k, memory weight) is then scored on both, and
+three rules are compared:
 
 * ``paper``: (sigma 0, k 100, network alone), never looking at the data;
-* ``point-best``: the candidate with the best validation objective (the rule before evidence);
+* ``point-best``: the candidate with the best validation objective;
 * ``evidence``: :func:`prn.score_selection.choose_score`, the paper's choice unless a candidate
-  wins ``CONFIDENCE`` of the bootstrap resamples of the selection set.
+  wins ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships).
 
-Test numbers are only read after each rule has chosen on validation data; they never choose.
-Test image AUROC is exact; test pixel AUROC is computed on the same seeded pixel sample as the
-selection's (200 000 per class)::
+Test numbers are only read after each rule has chosen on validation data; they never choose. Each
+rule's test row is exact, from the metric the test step uses (image AUROC, pixel AUROC, PRO, pixel
+AP, and the same per defect type); the rank correlation compares every candidate's validation
+objective with its test objective on a seeded pixel sample::
 
     python benchmarks/score_choice.py logs/train/runs/<run> [<run> ...] --out logs/benchmarks/score_choice.json
 """
@@ -30,14 +33,25 @@ import numpy as np
 import torch
 
 from prn.checkpoints import module_from_checkpoint
+from prn.data.base import SELECTION_DRAWS
+from prn.metrics.accumulator import AnomalyMetrics
+from prn.metrics.image_score import top_k_mean
+from prn.models.scorer import smooth_maps
 from prn.score_selection import PAPER_CHOICE, choose_score, pixel_sample, score_candidates
 from prn.utils.instantiation import build_datamodule
 
 Key = tuple[float, int, float]
+CACHE = "score_study.pt"
 
 
-def run_maps(run_dir: Path) -> tuple[dict[str, Any], tuple, tuple]:
-    """The run's data config and the (maps, memory maps, masks, labels) of its selection and test sets."""
+def run_maps(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
+    """The run's data config and the components (maps, memory maps, masks, labels) and defect types of its
+    selection and test sets. Cached in the run directory: the test maps are reused unless ``fresh``; the
+    selection's too, unless they were built with another ``SELECTION_DRAWS``."""
+    cache = run_dir / CACHE
+    cached = {} if fresh or not cache.exists() else torch.load(cache, weights_only=False)
+    if cached.get("selection_draws") == SELECTION_DRAWS and "test" in cached:
+        return cached
     module = module_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     data_config = dict(module.hparams.data_config)
     data_config.pop("name")
@@ -47,14 +61,24 @@ def run_maps(run_dir: Path) -> tuple[dict[str, Any], tuple, tuple]:
         selection = datamodule.selection_dataloader()
         if selection is None:
             raise SystemExit(f"{run_dir} held no normals out (val_normals=0): there is no selection set to study")
-        validation = module.map_components(selection)
-        datamodule.setup("test")
-        test = module.map_components(datamodule.test_dataloader())
-    return data_config, validation, test
+        cached.update(validation=_components(module, selection), selection_draws=SELECTION_DRAWS)
+        if "test" not in cached:
+            datamodule.setup("test")
+            cached["test"] = _components(module, datamodule.test_dataloader())
+    cached["data_config"] = data_config
+    torch.save(cached, cache)
+    return cached
+
+
+def _components(module: Any, loader: Any) -> dict[str, Any]:
+    return {
+        "components": module.map_components(loader),
+        "defect_types": [record.defect_type for record in loader.dataset.records],
+    }
 
 
 def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
-    """Image AUROC, sampled pixel AUROC and their mean for every candidate on one image set."""
+    """Image AUROC, sampled (region-balanced) pixel AUROC and their mean for every candidate on one image set."""
     maps, memory, masks, labels = components
     pixels = pixel_sample(masks, 0) if masks.any() else None
     return {
@@ -65,18 +89,31 @@ def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
     }
 
 
-def study(run_dir: Path) -> dict[str, Any]:
+def test_metrics(components: tuple, defect_types: list[str], key: Key) -> dict[str, Any]:
+    """Exact test metrics, overall and per defect type, with the maps scored as ``key`` scores them."""
+    maps, memory, masks, labels = components
+    sigma, k, weight = key
+    fused = maps.float() if weight == 0 else (1.0 - weight) * maps.float() + weight * memory.float()
+    smoothed = smooth_maps(fused, sigma)
+    metric = AnomalyMetrics()
+    metric.update(smoothed, masks if masks.any() else None, top_k_mean(smoothed, k), labels, defect_types)
+    return {**metric.compute(), "per_defect": metric.per_defect}
+
+
+def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
-    data_config, validation, test = run_maps(run_dir)
+    study_maps = run_maps(run_dir, fresh)
+    data_config, validation = study_maps["data_config"], study_maps["validation"]["components"]
+    test, test_types = study_maps["test"]["components"], study_maps["test"]["defect_types"]
     maps, memory, masks, labels = validation
     evidence = choose_score(maps, masks, labels, memory_maps=memory)
-    point_best = choose_score(maps, masks, labels, memory_maps=memory, confidence=0)
     keys = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
     on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
     on_test = candidate_scores(test)
+    paper = PAPER_CHOICE if PAPER_CHOICE in on_test else keys[0]
     rules = {
-        "paper": PAPER_CHOICE if PAPER_CHOICE in on_test else keys[0],
-        "point-best": (point_best.map_sigma, point_best.top_k, point_best.memory_weight),
+        "paper": paper,
+        "point-best": max(keys, key=lambda key: (round(on_validation[key], 6), key == paper)),  # ties: the paper's
         "evidence": (evidence.map_sigma, evidence.top_k, evidence.memory_weight),
     }
     validation_order = np.argsort(np.argsort([-on_validation[key] for key in keys]))
@@ -86,31 +123,41 @@ def study(run_dir: Path) -> dict[str, Any]:
         "category": data_config["category"],
         "pose_jitter": data_config.get("pose_jitter"),
         "validation_images": int(labels.numel()),
+        "selection_draws": study_maps["selection_draws"],
         "test_images": int(test[3].numel()),
         "evidence_win_rate": evidence.win_rate,
         "rank_correlation": float(np.corrcoef(validation_order, test_order)[0, 1]),  # Spearman: ranks' Pearson
         "rules": {
-            name: {"choice": list(key), "validation_objective": on_validation[key], **on_test[key]}
+            name: {
+                "choice": list(key),
+                "validation_objective": on_validation[key],
+                "test_objective": on_test[key]["objective"],
+                "test": test_metrics(test, test_types, key),
+            }
             for name, key in rules.items()
         },
         "seconds": round(time.perf_counter() - start, 1),
     }
 
 
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    names = ("image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap")
+    return " / ".join("-" if name not in metrics else f"{100 * metrics[name]:.1f}" for name in names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("logs/benchmarks/score_choice.json"))
+    parser.add_argument("--fresh", action="store_true", help=f"recompute the maps even where {CACHE} exists")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     results = []
     for run_dir in args.runs:
-        result = study(run_dir)
+        result = study(run_dir, args.fresh)
         results.append(result)
         line = "  ".join(
-            f"{name} {tuple(rule['choice'])}: test img {100 * rule['image_auroc']:.1f}"
-            + ("" if rule["pixel_auroc"] is None else f" pix {100 * rule['pixel_auroc']:.1f}")
-            for name, rule in result["rules"].items()
+            f"{name} {tuple(rule['choice'])}: {_metrics_line(rule['test'])}" for name, rule in result["rules"].items()
         )
         print(
             f"{run_dir.name}: {line}  (rank corr {result['rank_correlation']:.2f}, {result['seconds']} s)", flush=True

@@ -3,6 +3,8 @@
 import csv
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from PIL import Image
 
 from prn.checkpoints import install_saved_prototypes, module_from_checkpoint
+from prn.data.base import SELECTION_DRAWS
 from prn.data.errors import DatasetError
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
@@ -61,12 +64,30 @@ def test_held_out_normals_calibrate_a_threshold_that_the_test_report_uses(traine
 def test_score_is_chosen_on_held_out_normals_and_generated_anomalies_and_travels_with_the_checkpoint(trained):
     cfg, result = trained
     chosen = result["score"]["chosen_on_held_out"]
-    assert chosen["num_normals"] == 2 and chosen["num_anomalies"] == 4  # one from each generator (EA, SA) per normal
+    # SELECTION_DRAWS from each generator (EA, SA) on each held-out normal
+    assert chosen["num_normals"] == 2 and chosen["num_anomalies"] == 2 * 2 * SELECTION_DRAWS
     assert len(chosen["candidates"]) == 16
     assert (result["score"]["map_sigma"], result["score"]["top_k"]) == (chosen["map_sigma"], chosen["top_k"])
     module = module_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     assert (module.hparams.map_sigma, module.hparams.top_k) == (chosen["map_sigma"], chosen["top_k"])
     assert module.score_choice.to_dict() == chosen
+
+
+def test_the_score_study_rebuilds_the_choice_and_the_metrics_of_training(trained, tmp_path):
+    """benchmarks/score_choice.py rebuilds the selection set and the test maps from the checkpoint alone: its
+    evidence rule must choose what training chose, and its test row must be the training's test metrics."""
+    cfg, result = trained
+    run_dir, out = Path(cfg.paths.output_dir), tmp_path / "study.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "score_choice.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(run_dir), "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    evidence = json.loads(out.read_text())[0]["rules"]["evidence"]
+    chosen = result["score"]["chosen_on_held_out"]
+    assert evidence["choice"] == [chosen["map_sigma"], chosen["top_k"], chosen["memory_weight"]]
+    assert {key: evidence["test"][key] for key in result["metrics"]} == pytest.approx(result["metrics"], abs=1e-5)
+    assert (run_dir / "score_study.pt").is_file()
 
 
 def test_checkpoint_carries_prototypes(trained):

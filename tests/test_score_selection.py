@@ -8,7 +8,7 @@ import torch
 
 from prn.metrics.ranking import auroc
 from prn.models.scorer import smooth_maps
-from prn.score_selection import ScoreChoice, choose_score, weighted_aurocs
+from prn.score_selection import ScoreChoice, choose_score, pixel_sample, weighted_aurocs
 
 
 def _maps_with_defects(
@@ -118,3 +118,32 @@ def test_weighted_aurocs_count_each_sample_as_often_as_its_weight() -> None:
     assert weighted_aurocs(scores, labels, image_weights, groups=groups)[0] == pytest.approx(
         auroc(scores[repeated], labels[repeated])
     )
+
+
+def test_each_generated_anomaly_weighs_the_same_in_the_pixel_auroc() -> None:
+    """One large blob that a blur helps must not outvote many thin defects that the blur erases."""
+    count, generator = 8, torch.Generator().manual_seed(0)
+    maps = torch.rand(2 * count + 1, 1, 64, 64, generator=generator) * 0.2
+    masks = torch.zeros_like(maps)
+    for index in range(count):  # thin defects: one bright column, 16 pixels each
+        masks[count + index, 0, 10:26, 20 + 3 * index] = 1
+    masks[-1, 0, 8:56, 8:56] = 1  # one blob of 2304 pixels, dim and speckled: only a blur lifts it evenly
+    maps = torch.where(masks[:, :, :, :] > 0, torch.full_like(maps, 0.9), maps)
+    maps[-1] = torch.where(masks[-1] > 0, torch.rand(1, 64, 64, generator=generator) * 0.45, maps[-1])
+    labels = torch.tensor([0] * count + [1] * (count + 1))
+    choice = choose_score(maps, masks, labels, sigmas=(0.0, 8.0), top_ks=(1,), confidence=0)
+    by_sigma = {c["map_sigma"]: c["pixel_auroc"] for c in choice.candidates}
+    assert by_sigma[0.0] > by_sigma[8.0] and choice.map_sigma == 0.0
+    pooled = {
+        sigma: auroc(smooth_maps(maps, sigma).flatten().numpy(), masks.flatten().numpy() > 0.5) for sigma in (0.0, 8.0)
+    }
+    assert pooled[8.0] > pooled[0.0]  # pooled pixels would have chosen the blur
+
+
+def test_the_pixel_sample_gives_every_anomalous_image_a_total_weight_of_one() -> None:
+    masks = torch.zeros(3, 1, 32, 32)
+    masks[1, 0, :2, :2], masks[2, 0, 4:20, 4:20] = 1, 1
+    sample = pixel_sample(masks, seed=0)
+    positive = sample.labels == 1
+    totals = np.bincount(sample.images[positive], weights=sample.weights[positive], minlength=3)
+    assert totals == pytest.approx([0.0, 1.0, 1.0]) and (sample.weights[~positive] == 1).all()

@@ -102,7 +102,7 @@ def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     module.apply_score_choice(choice)
     log.info(
         "Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d, memory_weight=%g "
-        "(validation image AUROC %.4f, pixel AUROC %s)",
+        "(validation image AUROC %.4f, region-balanced pixel AUROC %s)",
         choice.num_normals,
         choice.num_anomalies,
         choice.map_sigma,

@@ -39,6 +39,7 @@ from prn.data.types import ForegroundFn, NormalImage, SourceFactory, TrainingPoo
 from prn.utils.io import write_json_atomically
 
 SELECTION_STREAM = 1009  # seeds the anomalies generated on held-out normals apart from the training batches
+SELECTION_DRAWS = 4  # anomalies each generator builds on each held-out normal for the score choice
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ class AnomalyDataModule(LightningDataModule):
         """Held-out normals and, built on each, one anomaly from every generator (with its mask): where the image
         score and map smoothing are chosen (``prn.score_selection``). None without held-out normals or generators.
 
-        One of each per normal, not one in turn: a few dozen images decide the score, and every extra anomaly
-        (seen defects pasted by EA among them) narrows what the choice can be fooled by."""
+        ``SELECTION_DRAWS`` of each per normal, not one in turn: a few dozen normals decide the score, and every
+        extra anomaly (seen defects pasted by EA among them) narrows what the choice can be fooled by."""
         records = self.split.val_normal
         self._setup_fit()
         generators = sorted(name for name in self._train_set.sources if name not in BUILTIN_SOURCES)
@@ -200,13 +201,18 @@ class AnomalyDataModule(LightningDataModule):
         anomalies, masks, anomaly_records = [], [], []
         for index, (record, base) in enumerate(zip(records, bases)):
             for stream, name in enumerate(generators):
-                rng = np.random.default_rng(np.random.SeedSequence([self.seed, SELECTION_STREAM, index, stream]))
-                image, mask = self._train_set.sources[name](base, rng)
-                anomalies.append(image)
-                masks.append(np.asarray(mask, dtype=np.float32))
-                anomaly_records.append(Record(record.image_path, 1, None, f"generated_{name}"))
+                for draw in range(SELECTION_DRAWS):
+                    image, mask = self._train_set.sources[name](base, self._selection_rng(index, stream, draw))
+                    anomalies.append(image)
+                    masks.append(np.asarray(mask, dtype=np.float32))
+                    anomaly_records.append(Record(record.image_path, 1, None, f"generated_{name}"))
         selection = EvalImageSet([*records, *anomaly_records], [*images, *anomalies], [None] * len(records) + masks)
         return self._loader(selection, batch_size=self.eval_batch_size, shuffle=False)
+
+    def _selection_rng(self, normal: int, stream: int, draw: int) -> np.random.Generator:
+        """The stream of one selection anomaly; a normal's first draw keeps the stream it had when there was one."""
+        entropy = [self.seed, SELECTION_STREAM, normal, stream] + ([draw] if draw else [])
+        return np.random.default_rng(np.random.SeedSequence(entropy))
 
     @property
     def split(self) -> ResolvedSplit:

@@ -61,12 +61,13 @@ def test_cache_key_changes_with_the_images(tmp_path):
     assert estimator.cache_path(images, "disc") != estimator.cache_path(images[:-1], "disc")
 
 
-def test_uniform_images_fall_back_to_whole_image_with_warning(caplog):
-    plain = [np.full((32, 32, 3), 128, dtype=np.uint8) for _ in range(2)]
+def test_uniform_images_fall_back_to_whole_image_with_one_warning_for_all(caplog):
+    plain = [np.full((32, 32, 3), 128, dtype=np.uint8) for _ in range(3)]
     with caplog.at_level(logging.WARNING):
         masks = ForegroundEstimator(method="colour")(plain, "blank")
     assert all(mask.all() for mask in masks)
-    assert "whole image" in caplog.text
+    fallbacks = [record.getMessage() for record in caplog.records if "whole image" in record.getMessage()]
+    assert len(fallbacks) == 1 and "3 of 3 images" in fallbacks[0] and "'blank'" in fallbacks[0]
 
 
 def _write_masks(folder, masks):

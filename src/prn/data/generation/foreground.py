@@ -163,7 +163,7 @@ class ForegroundEstimator:
         else:
             maps = [self._background_distance(image) for image in images]
             threshold = otsu_threshold(np.concatenate([d[::4, ::4].ravel() for d in maps]))
-        return [self._clean(values > threshold, category, index) for index, values in enumerate(maps)]
+        return self._whole_where_implausible([self._clean(values > threshold) for values in maps], category)
 
     def _background_distance(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:
@@ -182,26 +182,35 @@ class ForegroundEstimator:
         distance = np.linalg.norm(pixels - np.median(border, axis=0), axis=2)
         return cv2.GaussianBlur(distance, (0, 0), sigmaX=max(1.0, min(height, width) / 256))
 
-    def _clean(self, mask: np.ndarray, category: str, index: int) -> np.ndarray:
+    def _clean(self, mask: np.ndarray) -> np.ndarray:
         height, width = mask.shape
         size = max(3, int(round(min(height, width) * self.kernel_fraction)) | 1)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         cleaned = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
         cleaned = cv2.morphologyEx(cleaned, cv2.MORPH_OPEN, kernel)
-        cleaned = _largest_component(ndimage.binary_fill_holes(cleaned.astype(bool)))
-        fraction = float(cleaned.mean())
-        if not self.min_fraction <= fraction <= self.max_fraction:
+        return _largest_component(ndimage.binary_fill_holes(cleaned.astype(bool))).astype(bool)
+
+    def _whole_where_implausible(self, masks: list[np.ndarray], category: str) -> list[np.ndarray]:
+        """Masks whose cover lies outside ``[min_fraction, max_fraction]`` become the whole image, with one
+        warning for the lot (a texture or a surface falls back on every image, and hundreds of lines bury it)."""
+        fractions = np.array([mask.mean() for mask in masks])
+        implausible = np.flatnonzero((fractions < self.min_fraction) | (fractions > self.max_fraction))
+        if implausible.size:
             logger.warning(
-                "Foreground of %r image %d covers %.1f%% of the image (allowed %.0f%%-%.0f%%); using the whole image. "
-                "Pass your own masks with mask_dir if this category needs a foreground.",
+                "Foreground of %r: %d of %d images cover %.1f%%-%.1f%% of the frame (allowed %.0f%%-%.0f%%; first: "
+                "image %d); using the whole image for them. Pass your own masks with mask_dir if this category "
+                "needs a foreground.",
                 category,
-                index,
-                100 * fraction,
+                implausible.size,
+                len(masks),
+                100 * fractions[implausible].min(),
+                100 * fractions[implausible].max(),
                 100 * self.min_fraction,
                 100 * self.max_fraction,
+                implausible[0],
             )
-            return np.ones_like(mask, dtype=bool)
-        return cleaned.astype(bool)
+        fallback = set(implausible.tolist())
+        return [np.ones_like(mask) if index in fallback else mask for index, mask in enumerate(masks)]
 
     def _load_user_masks(self, images: list[np.ndarray], category: str) -> list[np.ndarray]:
         folder = self.mask_dir / category if (self.mask_dir / category).is_dir() else self.mask_dir
