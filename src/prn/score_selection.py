@@ -9,7 +9,7 @@ best mean of image AUROC (normals against generated anomalies) and region-balanc
 (generated masks, each anomaly weighing the same whatever its area, as PRO weighs regions). Pooled
 pixels let one Perlin paste covering a third of the image outvote twenty hairlines of 100 pixels:
 on a strip with hairline cracks the pooled objective chose a sigma-8 blur, which erases them, and
-ranked candidates against their test order (rank correlation -0.13); balanced, +0.51.
+ranked candidates against their test order (rank correlation -0.13); balanced, +0.51 (one draw each).
 With patch memory it also picks ``memory_weight``, the share of the memory's own map in the fused
 map (:mod:`prn.models.scorer`).
 

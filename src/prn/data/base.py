@@ -186,7 +186,7 @@ class AnomalyDataModule(LightningDataModule):
         )
 
     def selection_dataloader(self) -> DataLoader | None:
-        """Held-out normals and, built on each, one anomaly from every generator (with its mask): where the image
+        """Held-out normals and, built on each, anomalies from every generator (with their masks): where the image
         score and map smoothing are chosen (``prn.score_selection``). None without held-out normals or generators.
 
         ``SELECTION_DRAWS`` of each per normal, not one in turn: a few dozen normals decide the score, and every
