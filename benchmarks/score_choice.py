@@ -36,7 +36,7 @@ from prn.checkpoints import module_from_checkpoint
 from prn.data.base import SELECTION_DRAWS
 from prn.metrics.accumulator import AnomalyMetrics
 from prn.metrics.image_score import top_k_mean
-from prn.models.scorer import smooth_maps
+from prn.models.scorer import fused_maps, smooth_maps
 from prn.score_selection import PAPER_CHOICE, choose_score, pixel_sample, score_candidates
 from prn.utils.instantiation import build_datamodule
 
@@ -93,8 +93,7 @@ def test_metrics(components: tuple, defect_types: list[str], key: Key) -> dict[s
     """Exact test metrics, overall and per defect type, with the maps scored as ``key`` scores them."""
     maps, memory, masks, labels = components
     sigma, k, weight = key
-    fused = maps.float() if weight == 0 else (1.0 - weight) * maps.float() + weight * memory.float()
-    smoothed = smooth_maps(fused, sigma)
+    smoothed = smooth_maps(fused_maps(maps.float(), None if memory is None else memory.float(), weight), sigma)
     metric = AnomalyMetrics()
     metric.update(smoothed, masks if masks.any() else None, top_k_mean(smoothed, k), labels, defect_types)
     return {**metric.compute(), "per_defect": metric.per_defect}

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from prn.metrics.image_score import top_k_mean
 from prn.metrics.ranking import auroc
-from prn.models.scorer import smooth_maps
+from prn.models.scorer import fused_maps, smooth_maps
 
 SIGMAS = (0.0, 2.0, 4.0, 8.0)
 TOP_KS = (1, 10, 100, 1000)
@@ -140,7 +140,7 @@ def score_candidates(
     weights = (0.0,) if memory_maps is None else memory_weights
     scored = []
     for weight in weights:
-        fused = maps.float() if weight == 0 else (1.0 - weight) * maps.float() + weight * memory_maps.float()
+        fused = fused_maps(maps.float(), None if memory_maps is None else memory_maps.float(), weight)
         for sigma in sigmas:
             scored.extend(_candidates(smooth_maps(fused, sigma), sigma, weight, top_ks, labels, pixels))
     return scored

@@ -22,7 +22,13 @@ def anomaly_maps(net: nn.Module, images: Tensor, memory_weight: float = 0.0) -> 
     """``[B,1,H,W]`` maps in ``[0, 1]``: the sigmoid of the network's logits, fused with the memory's map by ``memory_weight``."""
     if memory_weight == 0:
         return torch.sigmoid(net(images))
-    network_maps, memory_maps = map_components(net, images)
+    return fused_maps(*map_components(net, images), memory_weight)
+
+
+def fused_maps(network_maps: Tensor, memory_maps: Tensor | None, memory_weight: float) -> Tensor:
+    """Late fusion ``(1 - w) network + w memory``; with ``w = 0`` the network's maps as they are (memory may be None)."""
+    if memory_weight == 0:
+        return network_maps
     return (1.0 - memory_weight) * network_maps + memory_weight * memory_maps
 
 
