@@ -3,14 +3,16 @@
 For each finished run (a directory with ``checkpoints/last.ckpt`` that held normals out), the
 network and patch-memory maps of the selection set (held-out normals and the generated anomalies
 on them, exactly as training builds it) and of the test set are computed once and cached in the
-run directory (``score_study.pt``; ``--fresh`` recomputes, and a change of ``SELECTION_DRAWS``
-recomputes the selection's). Every candidate (sigma, k, memory weight) is then scored on both, and
-three rules are compared:
+run directory (``score_study.pt``; ``--fresh`` recomputes, and a change of how the selection set is
+built, ``SELECTION_KEY``, recomputes the selection's). Every candidate (sigma, k, memory weight) is
+then scored on both, and four rules are compared:
 
 * ``paper``: (sigma 0, k 100, network alone), never looking at the data;
+* ``prior``: :func:`prn.score_selection.prior_choice`, never looking at the data either (with patch
+  memory: sigma 4, k 100, both maps evenly);
 * ``point-best``: the candidate with the best validation objective;
-* ``evidence``: :func:`prn.score_selection.choose_score`, the paper's choice unless a candidate
-  wins ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships).
+* ``evidence``: :func:`prn.score_selection.choose_score`, the prior unless a candidate wins
+  ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships).
 
 Test numbers are only read after each rule has chosen on validation data; they never choose. Each
 rule's test row is exact, from the metric the test step uses (image AUROC, pixel AUROC, PRO, pixel
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 
 from prn.checkpoints import module_from_checkpoint
-from prn.data.base import SELECTION_DRAWS
+from prn.data.base import SELECTION_KEY
 from prn.metrics.accumulator import AnomalyMetrics
 from prn.metrics.image_score import top_k_mean
 from prn.models.scorer import fused_maps, smooth_maps
@@ -47,10 +49,10 @@ CACHE = "score_study.pt"
 def run_maps(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     """The run's data config and the components (maps, memory maps, masks, labels) and defect types of its
     selection and test sets. Cached in the run directory: the test maps are reused unless ``fresh``; the
-    selection's too, unless they were built with another ``SELECTION_DRAWS``."""
+    selection's too, unless they were built another way (``SELECTION_KEY``)."""
     cache = run_dir / CACHE
     cached = {} if fresh or not cache.exists() else torch.load(cache, weights_only=False)
-    if cached.get("selection_draws") == SELECTION_DRAWS and "test" in cached:
+    if cached.get("selection_key") == list(SELECTION_KEY) and "test" in cached:
         return cached
     module = module_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     data_config = dict(module.hparams.data_config)
@@ -61,7 +63,7 @@ def run_maps(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
         selection = datamodule.selection_dataloader()
         if selection is None:
             raise SystemExit(f"{run_dir} held no normals out (val_normals=0): there is no selection set to study")
-        cached.update(validation=_components(module, selection), selection_draws=SELECTION_DRAWS)
+        cached.update(validation=_components(module, selection), selection_key=list(SELECTION_KEY))
         if "test" not in cached:
             datamodule.setup("test")
             cached["test"] = _components(module, datamodule.test_dataloader())
@@ -110,9 +112,11 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
     on_test = candidate_scores(test)
     paper = PAPER_CHOICE if PAPER_CHOICE in on_test else keys[0]
+    prior = evidence.prior if evidence.prior in on_test else paper
     rules = {
         "paper": paper,
-        "point-best": max(keys, key=lambda key: (round(on_validation[key], 6), key == paper)),  # ties: the paper's
+        "prior": prior,
+        "point-best": max(keys, key=lambda key: (round(on_validation[key], 6), key == prior)),  # ties: the prior
         "evidence": (evidence.map_sigma, evidence.top_k, evidence.memory_weight),
     }
     validation_order = np.argsort(np.argsort([-on_validation[key] for key in keys]))
@@ -122,7 +126,7 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
         "category": data_config["category"],
         "pose_jitter": data_config.get("pose_jitter"),
         "validation_images": int(labels.numel()),
-        "selection_draws": study_maps["selection_draws"],
+        "selection_key": study_maps["selection_key"],
         "test_images": int(test[3].numel()),
         "evidence_win_rate": evidence.win_rate,
         "rank_correlation": float(np.corrcoef(validation_order, test_order)[0, 1]),  # Spearman: ranks' Pearson

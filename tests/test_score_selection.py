@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from prn.metrics.ranking import auroc
 from prn.models.scorer import smooth_maps
-from prn.score_selection import ScoreChoice, choose_score, pixel_sample, weighted_aurocs
+from prn.score_selection import FUSED_CHOICE, PAPER_CHOICE, ScoreChoice, choose_score, pixel_sample, weighted_aurocs
 
 
 def _maps_with_defects(
@@ -53,7 +55,7 @@ def test_ties_keep_the_papers_score() -> None:
 def test_a_choice_survives_its_dictionary() -> None:
     maps, masks, labels = _maps_with_defects(defect_pixels=6, noise_peak=0.5)
     choice = choose_score(maps, masks, labels, sigmas=(0.0, 2.0), top_ks=(10, 100))
-    assert ScoreChoice.from_dict(choice.to_dict()) == choice
+    assert ScoreChoice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice  # as results.json keeps it
 
 
 def test_one_class_only_names_what_is_missing() -> None:
@@ -75,9 +77,14 @@ def test_the_memory_weight_is_chosen_where_the_memory_separates_better() -> None
 
 def test_without_memory_maps_the_network_alone_is_scored_and_ties_keep_it() -> None:
     maps, masks, labels = _maps_with_defects(defect_pixels=12, noise_peak=0.05)
-    assert {c["memory_weight"] for c in choose_score(maps, masks, labels).candidates} == {0.0}
-    same = choose_score(maps, masks, labels, memory_maps=maps.clone())  # every weight gives the same maps
-    assert same.memory_weight == 0.0 and (same.map_sigma, same.top_k) == (0.0, 100)
+    alone = choose_score(maps, masks, labels)
+    assert {c["memory_weight"] for c in alone.candidates} == {0.0} and alone.prior == PAPER_CHOICE
+
+
+def test_with_memory_maps_the_fused_prior_stands_where_nothing_beats_it() -> None:
+    maps, masks, labels = _maps_with_defects(defect_pixels=12, noise_peak=0.05)
+    same = choose_score(maps, masks, labels, memory_maps=maps.clone(), sigmas=(4.0,), top_ks=(100,))
+    assert same.prior == FUSED_CHOICE == (same.map_sigma, same.top_k, same.memory_weight)  # every weight ties
 
 
 def test_a_clear_winner_replaces_the_papers_score_with_its_evidence() -> None:

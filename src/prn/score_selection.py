@@ -4,7 +4,7 @@ The paper scores an image by the mean of its top-100 map pixels and never smooth
 PatchCore blurs its map with a Gaussian of sigma 4 and scores by the maximum. Which is better
 depends on the part (a few-pixel crack wants a small k; a noisy surface wants a blur). A run that
 holds normals out (``val_normals``) scores them and, built on each, ``SELECTION_DRAWS`` anomalies from
-every generator (``datamodule.selection_dataloader``), and picks, among every (sigma, k) pair, the one with the
+every generator and of kinds no generator makes (``datamodule.selection_dataloader``), and picks, among every (sigma, k) pair, the one with the
 best mean of image AUROC (normals against generated anomalies) and region-balanced pixel AUROC
 (generated masks, each anomaly weighing the same whatever its area, as PRO weighs regions). Pooled
 pixels let one Perlin paste covering a third of the image outvote twenty hairlines of 100 pixels:
@@ -15,10 +15,12 @@ map (:mod:`prn.models.scorer`).
 
 A few dozen held-out images cannot tell near-equal candidates apart: on transistor the point-best
 choice moved from (k 1, sigma 0) to (k 100, sigma 2) to (k 1, sigma 8) between seeds, and a top-1
-score lost a seed to one hot spot on two good boards. So the paper's choice stands unless a
+score lost a seed to one hot spot on two good boards. So a prior choice stands unless a
 candidate beats it with evidence: the best few candidates are resampled against it (a paired,
 stratified bootstrap over the selection images), and the best one that wins in at least
-``confidence`` of the resamples is taken; otherwise the paper's score is kept.
+``confidence`` of the resamples is taken; otherwise the prior is kept. The prior is the paper's
+score for the network alone, and with the patch memory both maps evenly, blurred as PatchCore
+blurs (:func:`prior_choice`).
 The choice becomes the module's ``map_sigma``, ``top_k`` and ``memory_weight``, so checkpoints,
 predictions and exports score the same way.
 """
@@ -41,10 +43,11 @@ SIGMAS = (0.0, 2.0, 4.0, 8.0)
 TOP_KS = (1, 10, 100, 1000)
 MEMORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PAPER_CHOICE = (0.0, 100, 0.0)  # sigma, k, memory weight
+FUSED_CHOICE = (4.0, 100, 0.5)  # with patch memory: both maps evenly, blurred as PatchCore blurs its own
 PIXEL_SAMPLE = 200_000  # pixels per class that pixel AUROC is computed on (seeded)
-CONTENDERS = 8  # the point-best candidates resampled against the paper's choice
+CONTENDERS = 8  # the point-best candidates resampled against the prior
 RESAMPLES = 200
-CONFIDENCE = 0.9  # share of resamples a candidate must win to replace the paper's choice
+CONFIDENCE = 0.9  # share of resamples a candidate must win to replace the prior
 
 
 Scored = tuple[dict[str, float], np.ndarray, "np.ndarray | None"]  # a candidate's row, image scores, pixel scores
@@ -72,14 +75,27 @@ class ScoreChoice:
     num_anomalies: int
     memory_weight: float = 0.0
     candidates: list[dict[str, float]] = field(default_factory=list)
-    win_rate: float | None = None  # share of resamples the choice beat the paper's in (None: no comparison made)
+    win_rate: float | None = None  # share of resamples the choice beat the prior's in (None: no comparison made)
+    prior: tuple[float, int, float] = PAPER_CHOICE  # what stands without evidence (:func:`prior_choice`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ScoreChoice:
-        return cls(**values)
+        prior = values.get("prior", PAPER_CHOICE)
+        return cls(**{**values, "prior": (float(prior[0]), int(prior[1]), float(prior[2]))})
+
+
+def prior_choice(with_memory: bool) -> tuple[float, int, float]:
+    """The (sigma, k, memory weight) that stands unless the selection set shows a better one with evidence.
+
+    The network alone: the paper's score. With the patch memory the two maps weigh the same, and the fused map
+    is blurred as PatchCore blurs its own: neither is known to be the better judge of a defect the network never
+    trained on, and the selection set cannot tell (its generated anomalies are the network's own lessons, and
+    its pixel AUROC is flat near 0.99 across every sigma: docs/evaluation.md).
+    """
+    return FUSED_CHOICE if with_memory else PAPER_CHOICE
 
 
 def choose_score(
@@ -97,8 +113,9 @@ def choose_score(
     """Best (sigma, k, memory weight) for ``[N, 1, H, W]`` maps in [0, 1] of held-out normals (label 0) and generated
     anomalies (label 1, mask); ``memory_maps``, the patch memory's maps of the same images, are fused when given.
 
-    With the paper's choice among the candidates, another replaces it only when it wins at least ``confidence`` of
-    ``resamples`` paired bootstrap resamples (``confidence=0``: the point-best candidate, ties to the paper's).
+    With the prior (:func:`prior_choice`) among the candidates, another replaces it only when it wins at least
+    ``confidence`` of ``resamples`` paired bootstrap resamples (``confidence=0``: the point-best candidate, ties to
+    the prior).
     """
     labels_np = labels.cpu().numpy().astype(int)
     if not (labels_np == 0).any() or not (labels_np == 1).any():
@@ -106,12 +123,13 @@ def choose_score(
             "choosing the image score needs held-out normals and generated anomalies (val_normals > 0 and generation on)"
         )
     pixels = pixel_sample(masks, seed)
+    prior = prior_choice(memory_maps is not None)
     scored = score_candidates(maps, labels_np, pixels, sigmas, top_ks, memory_maps, memory_weights)
-    ranked = sorted(scored, key=lambda entry: (-round(entry[0]["objective"], 6), not _is_paper(entry[0])))
-    paper = next((entry for entry in scored if _is_paper(entry[0])), None)
+    ranked = sorted(scored, key=lambda entry: (-round(entry[0]["objective"], 6), _key(entry[0]) != prior))
+    standing = next((entry for entry in scored if _key(entry[0]) == prior), None)
     best, win_rate = ranked[0], None
-    if paper is not None and confidence > 0:
-        best, win_rate = _with_evidence(ranked[:CONTENDERS], paper, labels_np, pixels, confidence, resamples, seed)
+    if standing is not None and confidence > 0:
+        best, win_rate = _with_evidence(ranked[:CONTENDERS], standing, labels_np, pixels, confidence, resamples, seed)
     chosen = best[0]
     return ScoreChoice(
         chosen["map_sigma"],
@@ -123,6 +141,7 @@ def choose_score(
         chosen["memory_weight"],
         [entry[0] for entry in scored],
         win_rate,
+        prior,
     )
 
 
@@ -146,29 +165,29 @@ def score_candidates(
     return scored
 
 
-def _is_paper(candidate: dict[str, float]) -> bool:
-    return (candidate["map_sigma"], candidate["top_k"], candidate["memory_weight"]) == PAPER_CHOICE
+def _key(candidate: dict[str, float]) -> tuple[float, int, float]:
+    return (candidate["map_sigma"], candidate["top_k"], candidate["memory_weight"])
 
 
 def _with_evidence(
     contenders: list[Scored],
-    paper: Scored,
+    standing: Scored,
     labels: np.ndarray,
     pixels: PixelSample | None,
     confidence: float,
     resamples: int,
     seed: int,
 ) -> tuple[Scored, float | None]:
-    """The best contender that beats the paper's choice in ``confidence`` of the resamples, else the paper's."""
+    """The best contender that beats the standing (prior) choice in ``confidence`` of the resamples, else it."""
     counts = _stratified_counts(labels, resamples, seed)
-    paper_objectives = _resampled_objectives(paper, labels, counts, pixels)
+    standing_objectives = _resampled_objectives(standing, labels, counts, pixels)
     for entry in contenders:
-        if _is_paper(entry[0]):
-            return paper, None
-        wins = float(np.mean(_resampled_objectives(entry, labels, counts, pixels) > paper_objectives))
+        if entry is standing:
+            return standing, None
+        wins = float(np.mean(_resampled_objectives(entry, labels, counts, pixels) > standing_objectives))
         if wins >= confidence:
             return entry, wins
-    return paper, None
+    return standing, None
 
 
 def _stratified_counts(labels: np.ndarray, resamples: int, seed: int) -> np.ndarray:

@@ -82,3 +82,14 @@ def frame_filling_texture(count: int = 12, size: int = 256, seed: int = 1) -> li
         marks = (np.sin(cols * 0.7 + rng.uniform(0, 6)) * 20)[..., None]
         images.append((grain + marks + rng.normal(0, 8, grain.shape)).clip(0, 255).astype(np.uint8))
     return images
+
+
+def part_with_leads(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """A grey board with a bright body and three thin bright leads (the transistor's shape, drawn)."""
+    image = np.full((size, size, 3), 60, dtype=np.uint8)
+    foreground = np.zeros((size, size), dtype=bool)
+    foreground[20:50, 25:70] = True
+    for column in (32, 46, 60):
+        foreground[50:85, column - 2 : column + 2] = True
+    image[foreground] = 220
+    return image, foreground

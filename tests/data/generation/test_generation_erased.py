@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from generation_helpers import part_with_leads
 
 from prn.data.generation import SimulatedAnomalySource
 from prn.data.generation.erased import ErasedAnomalySource, changed_pixels
 
 
-def _part_with_leads(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """A grey board with a bright body and three thin bright leads (the transistor's shape, drawn)."""
-    image = np.full((size, size, 3), 60, dtype=np.uint8)
-    foreground = np.zeros((size, size), dtype=bool)
-    foreground[20:50, 25:70] = True
-    for column in (32, 46, 60):
-        foreground[50:85, column - 2 : column + 2] = True
-    image[foreground] = 220
-    return image, foreground
-
-
 def test_erasing_removes_bright_structure_and_labels_only_what_changed() -> None:
-    image, foreground = _part_with_leads()
+    image, foreground = part_with_leads()
     source = ErasedAnomalySource(structure_fraction=1.0)
     erased, mask = source(image, foreground, np.random.default_rng(3))
     assert erased.dtype == np.uint8 and erased.shape == image.shape
@@ -38,14 +28,14 @@ def test_erasing_a_flat_image_finds_nothing_to_remove_and_returns_it_unchanged()
 
 
 def test_same_seed_same_sample() -> None:
-    image, foreground = _part_with_leads()
+    image, foreground = part_with_leads()
     first = ErasedAnomalySource()(image, foreground, np.random.default_rng(7))
     second = ErasedAnomalySource()(image, foreground, np.random.default_rng(7))
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
 
 
 def test_structure_draws_land_on_the_parts_edges_not_its_flat_inside() -> None:
-    image, foreground = _part_with_leads()
+    image, foreground = part_with_leads()
     flat_inside = np.zeros_like(foreground)
     flat_inside[26:44, 31:64] = True  # the body, away from its outline
     source = ErasedAnomalySource(scale=(0.05, 0.1), structure_fraction=1.0)

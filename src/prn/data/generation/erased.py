@@ -117,18 +117,29 @@ class ErasedAnomalySource:
         return np.where(mask[..., None], erased, image)
 
     def _region(self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        shape = image.shape[:2]
-        allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
-        rows, cols = np.nonzero(allowed)
-        extent = int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
-        weights = structure_weights(image, allowed)[rows, cols].astype(np.float64)
-        if rng.random() < self.structure_fraction and weights.sum() > 0:
-            pick = int(rng.choice(len(rows), p=weights / weights.sum()))
-        else:
-            pick = int(rng.integers(len(rows)))
-        size = float(rng.uniform(*self.scale)) * extent
-        canvas = np.zeros(shape, dtype=np.uint8)
-        draw_shape(
-            canvas, self.shapes[int(rng.integers(len(self.shapes)))], (int(cols[pick]), int(rows[pick])), size, rng
-        )
-        return canvas.astype(bool)
+        return structure_region(image, foreground, rng, self.shapes, self.scale, self.structure_fraction)
+
+
+def structure_region(
+    image: np.ndarray,
+    foreground: np.ndarray | None,
+    rng: np.random.Generator,
+    shapes: Sequence[str] = TARGET_SHAPES,
+    scale: Sequence[float] = DEFAULT_ERASE_SCALE,
+    structure_fraction: float = STRUCTURE_FRACTION,
+) -> np.ndarray:
+    """A random shape on ``foreground`` (None: anywhere), its diameter ``scale`` of the part's extent, centred in
+    proportion to the local gradient ``structure_fraction`` of the time: where changing the image changes the part."""
+    shape = image.shape[:2]
+    allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
+    rows, cols = np.nonzero(allowed)
+    extent = int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+    weights = structure_weights(image, allowed)[rows, cols].astype(np.float64)
+    if rng.random() < structure_fraction and weights.sum() > 0:
+        pick = int(rng.choice(len(rows), p=weights / weights.sum()))
+    else:
+        pick = int(rng.integers(len(rows)))
+    size = float(rng.uniform(*scale)) * extent
+    canvas = np.zeros(shape, dtype=np.uint8)
+    draw_shape(canvas, shapes[int(rng.integers(len(shapes)))], (int(cols[pick]), int(rows[pick])), size, rng)
+    return canvas.astype(bool)

@@ -1,0 +1,48 @@
+"""Held-out anomalies (score choice only): displaced, turned and bent pieces of the part, the mask what changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from generation_helpers import part_with_leads
+
+from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource
+from prn.data.types import NormalImage
+
+
+@pytest.mark.parametrize("kind", HELD_OUT_KINDS)
+def test_each_kind_changes_the_part_and_labels_only_what_changed(kind: str) -> None:
+    image, foreground = part_with_leads()
+    for seed in range(4):
+        changed, mask = HeldOutAnomalySource([kind])(NormalImage(image, foreground), np.random.default_rng(seed))
+        labelled = mask.astype(bool)
+        assert changed.dtype == np.uint8 and changed.shape == image.shape
+        assert mask.dtype == np.float32 and labelled.sum() >= 16
+        assert np.array_equal(changed[~labelled], image[~labelled])
+        assert np.abs(changed[labelled].astype(int) - image[labelled]).max(axis=-1).mean() > 20  # body 220, board 60
+
+
+def test_displaced_pieces_land_on_the_part() -> None:
+    image, foreground = part_with_leads()
+    source = HeldOutAnomalySource(["displaced"])
+    for seed in range(6):
+        _, mask = source(NormalImage(image, foreground), np.random.default_rng(seed))
+        assert not (mask.astype(bool) & ~foreground).any()
+
+
+def test_a_flat_image_has_nothing_to_move_and_comes_back_unchanged() -> None:
+    image = np.full((64, 64, 3), 128, dtype=np.uint8)
+    changed, mask = HeldOutAnomalySource()(NormalImage(image, None), np.random.default_rng(0))
+    assert mask.sum() == 0 and np.array_equal(changed, image)
+
+
+def test_same_seed_same_sample() -> None:
+    image, foreground = part_with_leads()
+    first = HeldOutAnomalySource()(NormalImage(image, foreground), np.random.default_rng(5))
+    second = HeldOutAnomalySource()(NormalImage(image, foreground), np.random.default_rng(5))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_an_unknown_kind_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="displaced"):
+        HeldOutAnomalySource(["melted"])
