@@ -89,11 +89,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     """Choose map smoothing, top-k and (with patch memory) the memory's weight on held-out normals and anomalies
-    generated on them; keep the configured ones without."""
+    of held-out kinds built on them; keep the configured ones without."""
     loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
     if loader is None:
         log.info(
-            "No held-out normals or no generated anomalies: the configured score is kept (top_k=%d, map_sigma=%g)",
+            "No held-out normals: the configured score is kept (top_k=%d, map_sigma=%g)",
             module.hparams.top_k,
             module.hparams.map_sigma,
         )
@@ -101,7 +101,7 @@ def select_score(module: PRNModule, datamodule: L.LightningDataModule) -> None:
     choice = module.choose_score(loader)
     module.apply_score_choice(choice)
     log.info(
-        "Score chosen on %d held-out normals and %d generated anomalies: map_sigma=%g, top_k=%d, memory_weight=%g "
+        "Score chosen on %d held-out normals and %d held-out anomalies: map_sigma=%g, top_k=%d, memory_weight=%g "
         "(validation image AUROC %.4f, region-balanced pixel AUROC %s)",
         choice.num_normals,
         choice.num_anomalies,

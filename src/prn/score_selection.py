@@ -5,7 +5,7 @@ PatchCore blurs its map with a Gaussian of sigma 4 and scores by the maximum. Wh
 depends on the part (a few-pixel crack wants a small k; a noisy surface wants a blur). A run that
 holds normals out (``val_normals``) scores them and, built on each, ``SELECTION_DRAWS`` anomalies from
 every generator and of kinds no generator makes (``datamodule.selection_dataloader``), and picks, among every (sigma, k) pair, the one with the
-best mean of image AUROC (normals against generated anomalies) and region-balanced pixel AUROC
+best mean of image AUROC (normals against the anomalies) and region-balanced pixel AUROC
 (generated masks, each anomaly weighing the same whatever its area, as PRO weighs regions). Pooled
 pixels let one Perlin paste covering a third of the image outvote twenty hairlines of 100 pixels:
 on a strip with hairline cracks the pooled objective chose a sigma-8 blur, which erases them, and
@@ -92,8 +92,8 @@ def prior_choice(with_memory: bool) -> tuple[float, int, float]:
 
     The network alone: the paper's score. With the patch memory the two maps weigh the same, and the fused map
     is blurred as PatchCore blurs its own: neither is known to be the better judge of a defect the network never
-    trained on, and the selection set cannot tell (its generated anomalies are the network's own lessons, and
-    its pixel AUROC is flat near 0.99 across every sigma: docs/evaluation.md).
+    trained on, and the selection set can hardly tell: its pixel AUROC is flat near 0.99 across every sigma
+    (docs/evaluation.md).
     """
     return FUSED_CHOICE if with_memory else PAPER_CHOICE
 
@@ -120,7 +120,7 @@ def choose_score(
     labels_np = labels.cpu().numpy().astype(int)
     if not (labels_np == 0).any() or not (labels_np == 1).any():
         raise ValueError(
-            "choosing the image score needs held-out normals and generated anomalies (val_normals > 0 and generation on)"
+            "choosing the image score needs held-out normals and anomalies built on them (val_normals > 0)"
         )
     pixels = pixel_sample(masks, seed)
     prior = prior_choice(memory_maps is not None)

@@ -2,7 +2,7 @@ import hydra
 import pytest
 from PIL import Image
 
-from prn.tools.preview_generation import device_samples, preview
+from prn.tools.preview_generation import device_samples, preview, selection_samples
 
 
 @pytest.fixture
@@ -28,13 +28,23 @@ def _cfg(compose_cfg, tiny):
 
 
 def test_preview_renders_generated_samples_of_the_real_batch_plan(tmp_path, _cfg):
-    out = preview(_cfg(tmp_path))
+    out = preview(_cfg(tmp_path, "val_normals=0"))
     width, height = Image.open(out).size
     assert width == 2 * 3 * 128 + 8 and height == 2 * (128 + 18)
 
 
+def test_preview_with_held_out_normals_adds_the_score_choices_anomalies(tmp_path, _cfg):
+    cfg = _cfg(tmp_path, "val_normals=2")
+    out = preview(cfg)
+    assert Image.open(out).size[1] == 4 * (128 + 18)  # four training samples, then four held-out ones
+    datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")
+    samples = selection_samples(datamodule, 4)
+    assert [label for label, *_ in samples] == ["held_out (score choice)"] * 4
+    assert all(mask.any() for _, _, mask, _ in samples)
+
+
 def test_preview_with_generation_off_shows_seen_anomalies(tmp_path, _cfg):
-    out = preview(_cfg(tmp_path, "generation=none", "num_samples=2"))
+    out = preview(_cfg(tmp_path, "generation=none", "num_samples=2", "val_normals=0"))
     assert Image.open(out).size[1] == 128 + 18
 
 
@@ -44,7 +54,7 @@ def test_preview_with_hea_but_no_dtd_names_the_option(tmp_path, _cfg):
 
 
 def test_preview_shows_the_device_paths_samples(tmp_path, _cfg):
-    cfg = _cfg(tmp_path, "generation.on_device=true")
+    cfg = _cfg(tmp_path, "generation.on_device=true", "val_normals=0")
     out = preview(cfg)
     assert Image.open(out).size[1] == 2 * (128 + 18)
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule, _convert_="partial")

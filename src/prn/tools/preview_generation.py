@@ -3,7 +3,9 @@
 It composes the same Hydra config as ``src/train.py`` (so every override works the same),
 builds the configured datamodule and draws batches from the real batch plan; each
 generated sample shows (image, mask, image with the target-area outline in green and the
-mask outline in red), labelled by its source::
+mask outline in red), labelled by its source. A run that holds normals out (``val_normals``) also
+shows the held-out anomalies its score is chosen on, which training never sees
+(``prn.data.generation.held_out``, labelled ``held_out (score choice)``)::
 
     prn-preview dataset=mvtec category=bottle \
         root=../shared/data/mvtec_anomaly_detection generation.dtd_dir=../shared/data/dtd/images \
@@ -23,6 +25,7 @@ from PIL import Image, ImageDraw
 from prn.data.training import NORMAL, ComposedBatchSampler, ComposedTrainingSet, SlotPlan
 
 SAMPLES_PER_ROW = 2
+HELD_OUT_SAMPLES = 4
 LABEL_HEIGHT = 18
 GAP = 8
 
@@ -59,6 +62,20 @@ def device_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.nda
         if sum(map(len, by_source.values())) >= count:
             break
     return _interleave(list(by_source.values()))[:count]
+
+
+def selection_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """The first ``count`` anomalies of the score choice's selection set (none without held-out normals)."""
+    loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
+    if loader is None:
+        return []
+    selection = loader.dataset
+    anomalous = [index for index, record in enumerate(selection.records) if record.label == 1][:count]
+    samples = []
+    for index in anomalous:
+        kind = selection.records[index].defect_type
+        samples.append((f"{kind} (score choice)", selection.images[index], selection.masks[index], None))
+    return samples
 
 
 def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:
@@ -136,6 +153,7 @@ def preview(cfg: DictConfig) -> Path:
         samples = generated_samples(train_set, plans, cfg.num_samples)
     if not samples:
         raise ValueError("the configured composition has no anomalous slots to preview (only normal images)")
+    samples += selection_samples(datamodule, HELD_OUT_SAMPLES)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     render_grid(samples).save(out)

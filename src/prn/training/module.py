@@ -248,7 +248,7 @@ class PRNModule(L.LightningModule):
 
     @torch.no_grad()
     def choose_score(self, loader: Iterable[dict[str, Any]]) -> ScoreChoice:
-        """Pick map smoothing and top-k on held-out normals and generated anomalies (:func:`prn.score_selection.choose_score`)."""
+        """Pick map smoothing, top-k and memory weight on held-out normals and held-out anomalies (:func:`prn.score_selection.choose_score`)."""
         maps, memory, masks, labels = self.map_components(loader)
         return choose_score(maps, masks, labels, memory_maps=memory)
 
