@@ -3,10 +3,11 @@
 The paper scores an image by the mean of its top-100 map pixels and never smooths the map;
 PatchCore blurs its map with a Gaussian of sigma 4 and scores by the maximum. Which is better
 depends on the part (a few-pixel crack wants a small k; a noisy surface wants a blur). A run that
-holds normals out (``val_normals``) scores them and, built on each, ``SELECTION_DRAWS`` anomalies from
-every generator and of kinds no generator makes (``datamodule.selection_dataloader``), and picks, among every (sigma, k) pair, the one with the
-best mean of image AUROC (normals against the anomalies) and region-balanced pixel AUROC
-(generated masks, each anomaly weighing the same whatever its area, as PRO weighs regions). Pooled
+holds normals out (``val_normals``) scores them and, built on each, ``SELECTION_DRAWS`` anomalies of
+kinds no training source makes (``datamodule.selection_dataloader``, ``prn.data.generation.held_out``),
+and picks, among every (sigma, k) pair, the one with the best mean of image AUROC (normals against the
+anomalies) and region-balanced pixel AUROC (each anomaly weighing the same whatever its area, as PRO
+weighs regions). Pooled
 pixels let one Perlin paste covering a third of the image outvote twenty hairlines of 100 pixels:
 on a strip with hairline cracks the pooled objective chose a sigma-8 blur, which erases them, and
 ranked candidates against their test order (rank correlation -0.13); balanced, +0.51 (one draw each).
@@ -110,8 +111,8 @@ def choose_score(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
 ) -> ScoreChoice:
-    """Best (sigma, k, memory weight) for ``[N, 1, H, W]`` maps in [0, 1] of held-out normals (label 0) and generated
-    anomalies (label 1, mask); ``memory_maps``, the patch memory's maps of the same images, are fused when given.
+    """Best (sigma, k, memory weight) for ``[N, 1, H, W]`` maps in [0, 1] of held-out normals (label 0) and the
+    anomalies built on them (label 1, mask); ``memory_maps``, the patch memory's maps of the same images, are fused when given.
 
     With the prior (:func:`prior_choice`) among the candidates, another replaces it only when it wins at least
     ``confidence`` of ``resamples`` paired bootstrap resamples (``confidence=0``: the point-best candidate, ties to

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from prn.data.base import AnomalyDataModule, resolve_num_workers
+from prn.data.base import SELECTION_DRAWS, AnomalyDataModule, resolve_num_workers
 from prn.data.errors import DatasetError
 from prn.data.eval_set import ShardSampler
 from prn.data.generation import SimulatedAnomalySource
@@ -281,3 +281,35 @@ def test_num_workers_auto_uses_workers_only_when_a_gpu_trains(monkeypatch):
 def test_num_workers_rejects_what_is_not_auto_or_a_count(bad):
     with pytest.raises(DatasetError, match=r"num_workers=.* must be auto or an int >= 0"):
         resolve_num_workers(bad)
+
+
+def test_the_selection_set_holds_the_held_out_normals_and_only_held_out_kinds(mvtec_root):
+    """The score is chosen on anomalies no training source makes; none of a training generator's reach it."""
+    square_calls = []
+
+    def square_factory(pool):
+        def square(base, rng):
+            square_calls.append(rng)
+            return base.image, np.zeros(pool.image_size, dtype=np.float32)
+
+        return square
+
+    module = _module(
+        mvtec_root,
+        val_normals=2,
+        generators={"square": square_factory},
+        composition={"normal": 0.5, "seen": 0.25, "square": 0.25},
+    )
+    selection = module.selection_dataloader().dataset
+    normals = [record for record in selection.records if record.label == 0]
+    anomalies = [record for record in selection.records if record.label == 1]
+    assert [record.image_path for record in normals] == [record.image_path for record in module.split.val_normal]
+    assert anomalies and {record.defect_type for record in anomalies} == {"held_out"} and not square_calls
+    assert len(anomalies) <= 2 * SELECTION_DRAWS
+    assert all(mask.any() for mask in selection.masks[len(normals) :])  # what changed nothing is left out
+    again = module.selection_dataloader().dataset
+    assert all(np.array_equal(a, b) for a, b in zip(selection.images, again.images))  # seeded: the same set
+
+
+def test_without_held_out_normals_there_is_no_selection_set(mvtec_root):
+    assert _module(mvtec_root).selection_dataloader() is None

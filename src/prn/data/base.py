@@ -195,7 +195,7 @@ class AnomalyDataModule(LightningDataModule):
         Held out, because every real defect is one the network never trained on. Anomalies of the training
         sources are the network's own lessons: on them its map scored 0.99 region-balanced pixel AUROC, and a
         choice made on them trusted it alone and ranked candidates unlike the test (shifted transistor seed 0:
-        rank correlation 0.22; transistor seed 1: 0.05; on held-out kinds 0.37 and 0.61; docs/evaluation.md).
+        rank correlation 0.22; transistor seed 1: 0.05; on held-out kinds 0.51 and 0.46; docs/moving-parts.md).
         An anomaly that changed nothing visible is left out: it is not one."""
         records = self.split.val_normal
         if not records:

@@ -5,7 +5,7 @@ reaches 0.99 region-balanced pixel AUROC, better than the patch memory's, so a s
 learns to trust the network alone and to leave its sharp maps unsmoothed. Real defects are kinds
 the network never saw, and there the test ranks the other way (on shifted transistor seed 0, the
 selection's pixel AUROC fell from 98.7 to 98.2 as the memory's weight rose from 0 to 0.5, while test
-PRO rose from 76.3 to 80.8). The score is therefore also chosen on anomalies no training source
+PRO rose from 76.3 to 80.8). The score is therefore chosen on anomalies no training source
 makes, which measure how a score generalises rather than how well the network learnt its lessons:
 
 * ``displaced``: a piece of the part copied to another place on the part. Its content is normal, only
