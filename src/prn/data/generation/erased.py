@@ -120,6 +120,13 @@ class ErasedAnomalySource:
         return structure_region(image, foreground, rng, self.shapes, self.scale, self.structure_fraction)
 
 
+def part_and_extent(foreground: np.ndarray | None, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Where a piece may be drawn (the foreground, or the whole image without one) and the part's larger side."""
+    allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
+    rows, cols = np.nonzero(allowed)
+    return allowed, int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+
+
 def structure_region(
     image: np.ndarray,
     foreground: np.ndarray | None,
@@ -131,9 +138,8 @@ def structure_region(
     """A random shape on ``foreground`` (None: anywhere), its diameter ``scale`` of the part's extent, centred in
     proportion to the local gradient ``structure_fraction`` of the time: where changing the image changes the part."""
     shape = image.shape[:2]
-    allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
+    allowed, extent = part_and_extent(foreground, shape)
     rows, cols = np.nonzero(allowed)
-    extent = int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
     weights = structure_weights(image, allowed)[rows, cols].astype(np.float64)
     if rng.random() < structure_fraction and weights.sum() > 0:
         pick = int(rng.choice(len(rows), p=weights / weights.sum()))

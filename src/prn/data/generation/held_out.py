@@ -25,7 +25,13 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from prn.data.generation.erased import DEFAULT_ERASE_SCALE, MIN_ERASED_FRACTION, changed_pixels, structure_region
+from prn.data.generation.erased import (
+    DEFAULT_ERASE_SCALE,
+    MIN_ERASED_FRACTION,
+    changed_pixels,
+    part_and_extent,
+    structure_region,
+)
 from prn.data.generation.target_area import TARGET_SHAPES
 from prn.data.types import NormalImage
 
@@ -34,13 +40,6 @@ MAX_ATTEMPTS = 8
 SHIFT = (0.15, 0.4)  # displaced: how far a piece moves, as a fraction of the part's extent
 TURN_DEGREES = (20.0, 160.0)
 BEND = (0.3, 0.6)  # bent: the largest push, as a fraction of the piece's diameter
-
-
-def _extent(foreground: np.ndarray | None, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """The allowed pixels (the foreground, or the whole image) and the part's larger side in pixels."""
-    allowed = np.ones(shape, dtype=bool) if foreground is None or not foreground.any() else foreground.astype(bool)
-    rows, cols = np.nonzero(allowed)
-    return allowed, int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
 
 
 def _centre_and_radius(region: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -52,7 +51,7 @@ def displaced(
     image: np.ndarray, foreground: np.ndarray | None, region: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """``region``'s content copied to a random place on the part; the changed destination is the anomaly."""
-    allowed, extent = _extent(foreground, image.shape[:2])
+    allowed, extent = part_and_extent(foreground, image.shape[:2])
     angle = rng.uniform(0.0, 2 * np.pi)
     distance = rng.uniform(*SHIFT) * extent
     shift = np.float32([[1, 0, distance * np.cos(angle)], [0, 1, distance * np.sin(angle)]])
