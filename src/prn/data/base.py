@@ -200,7 +200,6 @@ class AnomalyDataModule(LightningDataModule):
         records = self.split.val_normal
         if not records:
             return None
-        self._setup_fit()
         images, _ = self._decode(records, with_masks=False)
         bases = [NormalImage(image, foreground) for image, foreground in zip(images, self._foregrounds(images))]
         source = HeldOutAnomalySource()

@@ -14,7 +14,7 @@ pixels that still look as they did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -100,24 +100,33 @@ class ErasedAnomalySource:
         self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """Erase a region of ``image`` on ``foreground`` (None: anywhere); retry until something visible went."""
-        best = (image, np.zeros(image.shape[:2], dtype=bool))
-        for _ in range(MAX_ERASE_ATTEMPTS):
-            region = self._region(image, foreground, rng)
-            erased = inpaint_region(image, region, rng)
-            mask = changed_pixels(image, erased, region)
-            if mask.sum() >= max(16, MIN_ERASED_FRACTION * mask.size):
-                return self._keep_changes(image, erased, mask), mask.astype(np.float32)
-            if mask.sum() > best[1].sum():
-                best = (self._keep_changes(image, erased, mask), mask)
-        return best[0], best[1].astype(np.float32)
 
-    @staticmethod
-    def _keep_changes(image: np.ndarray, erased: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Only the labelled pixels change: no unlabelled fill noise is left where nothing was erased."""
-        return np.where(mask[..., None], erased, image)
+        def erase_once() -> tuple[np.ndarray, np.ndarray]:
+            region = self._region(image, foreground, rng)
+            return inpaint_region(image, region, rng), region
+
+        return visible_change(image, erase_once)
 
     def _region(self, image: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         return structure_region(image, foreground, rng, self.shapes, self.scale, self.structure_fraction)
+
+
+def visible_change(
+    image: np.ndarray, change: Callable[[], tuple[np.ndarray, np.ndarray]], attempts: int = MAX_ERASE_ATTEMPTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first of ``attempts`` draws of ``change`` (a changed image and the region it may have changed) that
+    visibly changed enough pixels, else the one that changed most: ``image`` changed only where the change is
+    visible (no unlabelled fill noise), and that float32 mask."""
+    best = (image, np.zeros(image.shape[:2], dtype=bool))
+    for _ in range(attempts):
+        changed, region = change()
+        mask = changed_pixels(image, changed, region)
+        kept = np.where(mask[..., None], changed, image)
+        if mask.sum() >= max(16, MIN_ERASED_FRACTION * mask.size):
+            return kept, mask.astype(np.float32)
+        if mask.sum() > best[1].sum():
+            best = (kept, mask)
+    return best[0], best[1].astype(np.float32)
 
 
 def part_and_extent(foreground: np.ndarray | None, shape: tuple[int, int]) -> tuple[np.ndarray, int]:

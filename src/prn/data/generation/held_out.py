@@ -25,18 +25,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from prn.data.generation.erased import (
-    DEFAULT_ERASE_SCALE,
-    MIN_ERASED_FRACTION,
-    changed_pixels,
-    part_and_extent,
-    structure_region,
-)
+from prn.data.generation.erased import DEFAULT_ERASE_SCALE, part_and_extent, structure_region, visible_change
 from prn.data.generation.target_area import TARGET_SHAPES
 from prn.data.types import NormalImage
 
 HELD_OUT_KINDS = ("displaced", "turned", "bent")
-MAX_ATTEMPTS = 8
 SHIFT = (0.15, 0.4)  # displaced: how far a piece moves, as a fraction of the part's extent
 TURN_DEGREES = (20.0, 160.0)
 BEND = (0.3, 0.6)  # bent: the largest push, as a fraction of the piece's diameter
@@ -113,17 +106,11 @@ class HeldOutAnomalySource:
         self.kinds, self.shapes, self.scale = tuple(kinds), tuple(shapes), (float(scale[0]), float(scale[1]))
 
     def __call__(self, base: NormalImage, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One held-out anomaly on ``base``; redrawn (at most ``MAX_ATTEMPTS`` times) while it changes too little."""
+        """One held-out anomaly on ``base``, redrawn while it changes too little (:func:`erased.visible_change`)."""
         image, foreground = base.image, base.foreground
         make = _MAKERS[self.kinds[int(rng.integers(len(self.kinds)))]]
-        best = (image, np.zeros(image.shape[:2], dtype=bool))
-        for _ in range(MAX_ATTEMPTS):
-            region = structure_region(image, foreground, rng, self.shapes, self.scale)
-            changed, area = make(image, foreground, region, rng)
-            mask = changed_pixels(image, changed, area)
-            kept = np.where(mask[..., None], changed, image)
-            if mask.sum() >= max(16, MIN_ERASED_FRACTION * mask.size):
-                return kept, mask.astype(np.float32)
-            if mask.sum() > best[1].sum():
-                best = (kept, mask)
-        return best[0], best[1].astype(np.float32)
+
+        def change_once() -> tuple[np.ndarray, np.ndarray]:
+            return make(image, foreground, structure_region(image, foreground, rng, self.shapes, self.scale), rng)
+
+        return visible_change(image, change_once)
