@@ -9,6 +9,8 @@
   MSA: T_j = MSAStack_j(C*_j)                 (attention.MSAStack, depth 3)
   MF : T* = MF_T(T)
   decoder(layer4, T*) -> logits [B, 1, H, W]  (decoder.UNetDecoder)
+  with pose_search: all of the above runs on the image turned and shifted to the normals' reference
+       pose (registration.PoseRegistration), and the maps are warped back to the image's own frame
 
 Each ablation switch removes exactly its module(s): use_mp the prototype bank and the
 residual fusion, use_mf all three fusion blocks (replaced by identity), use_msa the
@@ -28,6 +30,7 @@ from prn.models.encoder import ResNet18Encoder
 from prn.models.fusion import MultiScaleFusion
 from prn.models.patch_memory import MEMORY_LAYERS, PatchMemory
 from prn.models.prototypes import PrototypeBank
+from prn.models.registration import PoseRegistration
 
 SIZE_MULTIPLE = 128  # layer3 (H/16) must split into 8x8 MSA patches
 
@@ -103,6 +106,7 @@ class PRNet(nn.Module):
         location_candidates: int = 4,
         patch_memory: bool = False,
         memory_layers: Sequence[int] = MEMORY_LAYERS,
+        pose_search: float | None = None,
     ) -> None:
         super().__init__()
         self.config = {
@@ -118,6 +122,7 @@ class PRNet(nn.Module):
             "location_candidates": location_candidates,
             "patch_memory": patch_memory,
             "memory_layers": list(memory_layers),
+            "pose_search": pose_search,
         }  # the constructor's arguments: a checkpoint rebuilds the network from them
         self.use_mp, self.use_msa, self.use_mf = use_mp, use_msa, use_mf
         self.encoder = ResNet18Encoder(encoder_weights, allow_random_fallback)
@@ -130,6 +135,9 @@ class PRNet(nn.Module):
             raise ValueError(
                 "prototypes.patch_memory=true joins the prototype residual: it needs use_mp=true (ablation=full)"
             )
+        if pose_search is not None and not use_mp:
+            raise ValueError("prototypes.pose_search registers images for the prototype residual: it needs use_mp=true")
+        self.registration = PoseRegistration(pose_search) if pose_search is not None else None
         self.patch_memory = PatchMemory(memory_layers) if patch_memory else None
         self.residual_mixers = nn.ModuleList(ResidualMixer(c) for c in skip_channels) if patch_memory else None
         self.feature_fusion = MultiScaleFusion(skip_channels) if use_mf else None
@@ -156,8 +164,11 @@ class PRNet(nn.Module):
         self.prototypes.set_prototypes(prototypes, sources)
 
     def prototype_features(self, images: Tensor) -> list[Tensor]:
-        """Frozen layer1-3 maps (no autograd) from which the prototypes are clustered."""
+        """Frozen layer1-3 maps (no autograd) from which the prototypes are clustered (in the reference pose
+        when registering: fit ``self.registration`` first)."""
         check_image_size(images)
+        if self.registration is not None:
+            images = self.registration.to_reference(images, self.registration.estimate(images))
         return self.encoder.frozen_features(images)
 
     def skip_connections(
@@ -181,6 +192,15 @@ class PRNet(nn.Module):
     def forward_with_distance(self, images: Tensor, exclude: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits and the patch memory's distance map ``[B, 1, H/8, W/8]`` (None without patch memory), computed once."""
         check_image_size(images)
+        if self.registration is None:
+            return self._forward_in_place(images, exclude)
+        pose = self.registration.estimate(images)
+        logits, distance = self._forward_in_place(self.registration.to_reference(images, pose), exclude)
+        size = images.shape[-2:]
+        logits = self.registration.to_image(logits, pose, size)
+        return logits, None if distance is None else self.registration.to_image(distance, pose, size)
+
+    def _forward_in_place(self, images: Tensor, exclude: Tensor | None) -> tuple[Tensor, Tensor | None]:
         *skips, bottom = self.encoder(images)
         distance = None if self.patch_memory is None else self.patch_memory(skips, exclude)
         return self.decoder(bottom, self.skip_connections(skips, exclude, distance)), distance

@@ -3,7 +3,8 @@
 At ``setup("fit")`` the frozen layer1–3 features of every normal training image go to the network's
 ``PrototypeBank.fit``, which builds what its match needs: k-means per scale (``prototypes.match=image``,
 the paper) or a coreset of location vectors (``prototype_match=patch``); with
-``prototypes.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``).
+``prototypes.patch_memory`` a coreset of PatchCore descriptors joins them (``prn.models.patch_memory``);
+with ``prototypes.pose_search`` the normals' reference pose is fitted first (``prn.models.registration``).
 The result becomes buffers of the network, so checkpoints carry it and evaluation never recomputes it.
 """
 
@@ -67,6 +68,8 @@ class PrototypeCallback(L.Callback):
                 "PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit"
             )
         start = time.perf_counter()
+        if net.registration is not None:
+            self._fit_registration(net.registration, datamodule.normal_dataloader(), trainer.strategy.root_device)
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
         if self.fitting.kmeans_backend == "torch":
             features = [maps.to(trainer.strategy.root_device) for maps in features]
@@ -103,10 +106,21 @@ class PrototypeCallback(L.Callback):
             self.memory_seconds,
         )
 
+    def _fit_registration(self, registration: torch.nn.Module, loader, device: torch.device) -> None:
+        """The reference pose and its template, from every normal image (before the prototypes, made in that pose)."""
+        start, home = time.perf_counter(), registration.template.device
+        registration.to(device)
+        signals = torch.cat([registration.signals(batch["image"].to(device)) for batch in loader])
+        registration.fit(signals)
+        registration.to(home)
+        log.info("Pose registration: template from %d normal images in %.1f s", signals.shape[0], time.perf_counter() - start)
+
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
         """Frozen layer1–3 maps of every normal image, one ``[N, c, h, w]`` tensor per scale."""
         home = next(net.parameters()).device
-        net.encoder.to(device)
+        frozen = [net.encoder] if net.registration is None else [net.encoder, net.registration]
+        for module in frozen:
+            module.to(device)
         per_scale: list[list[torch.Tensor]] = []
         try:
             for batch in loader:
@@ -116,7 +130,8 @@ class PrototypeCallback(L.Callback):
                 for store, fmap in zip(per_scale, maps):
                     store.append(fmap.float().cpu())
         finally:
-            net.encoder.to(home)
+            for module in frozen:
+                module.to(home)
         if not per_scale:
             raise RuntimeError(
                 "No normal training images reached PrototypeCallback: check dataset.root and dataset.category"
