@@ -1,6 +1,6 @@
 """Time PRNet on this machine: forward, forward+backward, and a per-part forward breakdown.
 
-    python benchmarks/model_speed.py --batch 8 --size 256 --threads 2
+    python benchmarks/model_speed.py --batch 8 --size 256 --threads 2 [--pose-search 60]
 
 Prototypes are random tensors of the real shape (K = 21, i.e. 10 % of MVTec bottle's
 209 normal images): clustering is not part of a training/inference step.
@@ -29,6 +29,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format for weights and images")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, as trainer=gpu (bf16-mixed) trains")
+    parser.add_argument(
+        "--pose-search", type=float, default=None, help="register to a reference pose, searching +- this many degrees"
+    )
     return parser.parse_args()
 
 
@@ -62,6 +65,10 @@ def forward_breakdown(net: PRNet, images: torch.Tensor, repeats: int) -> dict[st
     device = images.device
     times: dict[str, float] = {}
     with torch.no_grad():
+        if net.registration is not None:
+            times["pose registration (estimate, warp in and out)"] = best_seconds(
+                lambda: registered_round_trip(net, images), repeats, device
+            )
         *skips, bottom = net.encoder(images)
         times["encoder"] = best_seconds(lambda: net.encoder(images), repeats, device)
         residuals = net.prototypes.residuals(skips)
@@ -79,6 +86,12 @@ def forward_breakdown(net: PRNet, images: torch.Tensor, repeats: int) -> dict[st
         outputs = net.output_fusion(attended)
         times["decoder"] = best_seconds(lambda: net.decoder(bottom, outputs), repeats, device)
     return times
+
+
+def registered_round_trip(net: PRNet, images: torch.Tensor) -> torch.Tensor:
+    """What registration adds to a forward pass: the pose, the image into it and a map back out."""
+    pose = net.registration.estimate(images)
+    return net.registration.to_image(net.registration.to_reference(images, pose)[:, :1], pose, images.shape[-2:])
 
 
 def forward_gflops(net: PRNet, images: torch.Tensor) -> dict[str, float]:
@@ -101,16 +114,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = PRNet(encoder_weights=args.weights).to(device)
+    net = PRNet(encoder_weights=args.weights, pose_search=args.pose_search).to(device)
     feature_shapes = [(64, args.size // 4), (128, args.size // 8), (256, args.size // 16)]
     net.set_prototypes([torch.randn(args.prototypes, c, s, s) for c, s in feature_shapes])
     images = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    if net.registration is not None:
+        net.registration.fit(net.registration.signals(images))
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     print(
         f"device={device} threads={torch.get_num_threads()} batch={args.batch} size={args.size} "
-        f"K={args.prototypes} weights={net.weights_report} channels_last={args.channels_last} bf16={args.bf16}"
+        f"K={args.prototypes} weights={net.weights_report} channels_last={args.channels_last} bf16={args.bf16} "
+        f"pose_search={args.pose_search}"
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         time_and_count(net, images, args)

@@ -185,3 +185,15 @@ def test_prototypes_cluster_on_the_gpu_without_being_asked(monkeypatch):
     assert callback.kmeans_on_gpu
     assert len(built) == 3 and all(_is_gpu_index(kmeans.index) for kmeans in built)
     assert [p.shape[0] for p in module.net.prototypes.prototypes()] == [2, 2, 2]
+
+
+def test_pose_registration_is_fitted_first_and_the_prototypes_are_made_in_its_pose():
+    module = _module(pose_search=30.0)
+    _run_setup(module, 3, ratio=1.0)
+    assert module.net.registration.is_fitted
+    images = _Images(3).images
+    registered = module.net.prototype_features(images)
+    for stored, maps in zip(module.net.prototypes.prototypes(), registered):
+        torch.testing.assert_close(stored, maps)
+    unregistered = module.net.encoder.frozen_features(images)
+    assert not torch.allclose(module.net.prototypes.prototypes()[0], unregistered[0])

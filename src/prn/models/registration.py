@@ -18,6 +18,7 @@ normals' own and the template is sharp where they agree.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ FINE_SIZE = 128  # side of the signal for refining the best angle and the shift
 COARSE_STEP = 3.0  # degrees between coarse candidates
 FINE_STEP = 0.5  # degrees between fine candidates, within +- one coarse step
 FIT_ROUNDS = 2  # template = mean of the normals registered to the anchor, then to that mean
-CHUNK = 64  # rotated signals correlated at once (bounds memory)
+FIT_CHUNK = 16  # normals registered at once while fitting (bounds memory; a forward pass takes its batch whole)
 
 
 def _grey(images: Tensor) -> Tensor:
@@ -112,12 +113,12 @@ class PoseRegistration(nn.Module):
                 f"prototypes.pose_search={max_rotation} must be in [0, 180] degrees (180: any angle, 0: shift only)"
             )
         self.max_rotation = float(max_rotation)
-        self.register_buffer("template", torch.zeros(1, 1, FINE_SIZE, FINE_SIZE))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("template", torch.empty(0, 1, FINE_SIZE, FINE_SIZE))
 
     @property
     def is_fitted(self) -> bool:
-        return bool(self.fitted)
+        """Known from the shape alone, so exporting (a trace) never reads a tensor's value."""
+        return self.template.shape[0] > 0
 
     @staticmethod
     def signals(images: Tensor) -> Tensor:
@@ -133,10 +134,11 @@ class PoseRegistration(nn.Module):
         disk = _disk(FINE_SIZE, signals.device)
         template = signals[:1]
         for _ in range(FIT_ROUNDS):
-            linear, offset = self._estimate_signals(signals, template)
-            template = _sample(signals, linear, offset).mean(dim=0, keepdim=True) * disk
-        self.template.copy_(template.to(self.template))
-        self.fitted.fill_(True)
+            total = torch.zeros_like(template)
+            for chunk in signals.split(FIT_CHUNK):
+                total += _sample(chunk, *self._estimate_signals(chunk, template)).sum(dim=0, keepdim=True)
+            template = total / signals.shape[0] * disk
+        self.template = template.to(self.template)
 
     @torch.no_grad()
     def estimate(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,7 +157,7 @@ class PoseRegistration(nn.Module):
     def to_image(self, maps: Tensor, pose: tuple[Tensor, Tensor], image_size: tuple[int, int]) -> Tensor:
         """Warp reference-frame ``maps`` ``[B, C, h, w]`` (any resolution) back to each image's own frame."""
         linear, offset = pose
-        inverse = torch.linalg.inv(linear.float())
+        inverse = linear.float().transpose(-1, -2)  # a rotation: its inverse is its transpose (and exports)
         scale = maps.shape[-1] / image_size[-1]
         return _sample(maps, inverse, -(inverse @ (offset.float() * scale).unsqueeze(-1)).squeeze(-1))
 
@@ -178,21 +180,19 @@ class PoseRegistration(nn.Module):
         """Per signal, the angle of ``angles`` ``[N, A]`` whose turned signal correlates best, and its shift."""
         count, per_signal = angles.shape
         size = signals.shape[-1]
-        disk = _disk(size, signals.device)
         template_spectrum = torch.conj(torch.fft.rfft2(F.pad(template, (0, size, 0, size))))
-        template_norm = template.flatten().norm()
         flat_angles = angles.reshape(-1)
+        zero = torch.zeros(flat_angles.shape[0], 2, device=signals.device)
         sources = signals.repeat_interleave(per_signal, dim=0)
-        scores, shifts = [], []
-        for start in range(0, flat_angles.shape[0], CHUNK):
-            chunk = flat_angles[start : start + CHUNK]
-            zero = torch.zeros(chunk.shape[0], 2, device=signals.device)
-            turned = _sample(sources[start : start + CHUNK], _rotation(chunk), zero) * disk
-            score, shift = _best_shift(template_spectrum, turned, template_norm)
-            scores.append(score)
-            shifts.append(shift)
-        score = torch.cat(scores).view(count, per_signal)
-        shift = torch.cat(shifts).view(count, per_signal, 2)
-        best = score.argmax(dim=1)
+        turned = _sample(sources, _rotation(flat_angles), zero) * _disk(size, signals.device)
+        score, shift = _best_shift(template_spectrum, turned, template.flatten().norm())
+        best = score.view(count, per_signal).argmax(dim=1)
         rows = torch.arange(count, device=signals.device)
-        return angles[rows, best], shift[rows, best]
+        return angles[rows, best], shift.view(count, per_signal, 2)[rows, best]
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        incoming = state_dict.get(prefix + "template")
+        if isinstance(incoming, Tensor) and incoming.shape != self.template.shape:
+            self.template = torch.empty_like(incoming, device=self.template.device, dtype=self.template.dtype)
+        state_dict.pop(prefix + "fitted", None)  # an earlier flag, now read from the template's shape
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
