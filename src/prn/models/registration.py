@@ -172,6 +172,8 @@ class PoseRegistration(nn.Module):
         best, _ = self._search(coarse, coarse_template, angles.expand(signals.shape[0], -1))
         fine_offsets = torch.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP, device=signals.device)
         fine_angles = best.unsqueeze(1) + fine_offsets.unsqueeze(0)
+        if self.max_rotation < 180.0:  # refining never leaves the search (0: shift only)
+            fine_angles = fine_angles.clamp(-self.max_rotation, self.max_rotation)
         angle, shift = self._search(signals, template, fine_angles)
         linear = _rotation(angle)
         return linear, (linear @ shift.unsqueeze(-1)).squeeze(-1)
