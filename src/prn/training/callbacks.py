@@ -113,7 +113,9 @@ class PrototypeCallback(L.Callback):
         signals = torch.cat([registration.signals(batch["image"].to(device)) for batch in loader])
         registration.fit(signals)
         registration.to(home)
-        log.info("Pose registration: template from %d normal images in %.1f s", signals.shape[0], time.perf_counter() - start)
+        log.info(
+            "Pose registration: template from %d normal images in %.1f s", signals.shape[0], time.perf_counter() - start
+        )
 
     def _normal_features(self, net: torch.nn.Module, loader, device: torch.device) -> list[torch.Tensor]:
         """Frozen layer1–3 maps of every normal image, one ``[N, c, h, w]`` tensor per scale."""
