@@ -10,7 +10,9 @@ import torch
 from tiny_model import save_checkpoint, tiny_module
 
 from prn.checkpoints import install_saved_prototypes, module_from_checkpoint, read_checkpoint, readable_checkpoint
+from prn.models import PRNet
 from prn.tools.export import export_checkpoint
+from prn.training.module import PRNModule
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +80,13 @@ def test_a_checkpoint_that_holds_code_fails_unless_trusted(checkpoint, tmp_path)
     module = module_from_checkpoint(tmp_path / "old.ckpt", trusted=True)
     assert module.optimizer_factory.keywords == {"lr": 1e-4}
     assert "state_dict" in read_checkpoint(tmp_path / "old.ckpt", trusted=True)
+
+
+def test_a_resume_keeps_the_pose_template_it_was_trained_with(tmp_path):
+    torch.manual_seed(0)
+    saved = PRNModule(PRNet(encoder_weights=None, msa_depth=1, pose_search=30.0))
+    saved.net.registration.fit(saved.net.registration.signals(torch.rand(2, 3, 128, 128)))
+    torch.save({"state_dict": saved.state_dict(), "hyper_parameters": {}}, tmp_path / "last.ckpt")
+    resumed = PRNModule(PRNet(encoder_weights=None, msa_depth=1, pose_search=30.0))
+    install_saved_prototypes(resumed, tmp_path / "last.ckpt")
+    assert torch.equal(resumed.net.registration.template, saved.net.registration.template)

@@ -25,7 +25,7 @@ from torch import nn
 from prn.data.image_io import parse_image_size
 from prn.training import PRNModule
 
-FITTED_PARTS = ("prototypes", "patch_memory")  # net submodules filled at setup, whose buffers a resume must keep
+FITTED_PARTS = ("prototypes", "patch_memory", "registration")  # filled at setup; a resume keeps their buffers
 TRUST_OPTION = "trust_checkpoint"
 CHECKPOINT_FIX = "pass the checkpoints/last.ckpt of a training run (logs/train/runs/<run>/)"
 NUMPY_DTYPES = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64".split()
@@ -100,7 +100,7 @@ def training_image_size(module: PRNModule, ckpt: Path) -> tuple[int, int]:
 
 
 def install_saved_prototypes(module: PRNModule, ckpt: Path, trusted: bool = False) -> None:
-    """Prototypes and patch memory of the run being resumed, so the callback keeps them instead of refitting.
+    """Prototypes, patch memory and pose template of the run being resumed, so the callback keeps them.
 
     Lightning restores the checkpoint only after the setup hooks, where the callback runs. Each
     part loads its own slice of the state dict (its buffers resize to the saved sizes); a part the

@@ -197,3 +197,16 @@ def test_pose_registration_is_fitted_first_and_the_prototypes_are_made_in_its_po
         torch.testing.assert_close(stored, maps)
     unregistered = module.net.encoder.frozen_features(images)
     assert not torch.allclose(module.net.prototypes.prototypes()[0], unregistered[0])
+
+
+def test_a_fitted_pose_template_is_kept_and_a_missing_one_is_fitted():
+    module = _module(pose_search=30.0)
+    _run_setup(module, 3, ratio=1.0)
+    template = module.net.registration.template.clone()
+    _run_setup(module, 6, ratio=1.0)  # everything fitted: nothing is recomputed
+    assert torch.equal(module.net.registration.template, template)
+    assert module.net.prototypes.prototypes()[0].shape[0] == 3
+    fresh = _module(pose_search=30.0)
+    fresh.net.prototypes.load_state_dict(module.net.prototypes.state_dict())  # prototypes without a template
+    _run_setup(fresh, 3, ratio=1.0)
+    assert fresh.net.registration.is_fitted

@@ -58,8 +58,9 @@ class PrototypeCallback(L.Callback):
         net = pl_module.net
         if stage != "fit" or not net.needs_prototypes:
             return
-        memory = net.patch_memory
-        if net.prototypes.is_fitted and (memory is None or memory.is_fitted) and not self.refit:
+        memory, registration = net.patch_memory, net.registration
+        fitted = [part.is_fitted for part in (net.prototypes, memory, registration) if part is not None]
+        if all(fitted) and not self.refit:
             log.info("Prototypes already present (from a checkpoint): not recomputed")
             return
         datamodule = trainer.datamodule
@@ -68,8 +69,8 @@ class PrototypeCallback(L.Callback):
                 "PrototypeCallback needs a datamodule with normal_dataloader(): pass datamodule= to trainer.fit"
             )
         start = time.perf_counter()
-        if net.registration is not None:
-            self._fit_registration(net.registration, datamodule.normal_dataloader(), trainer.strategy.root_device)
+        if registration is not None:
+            self._fit_registration(registration, datamodule.normal_dataloader(), trainer.strategy.root_device)
         features = self._normal_features(net, datamodule.normal_dataloader(), trainer.strategy.root_device)
         if self.fitting.kmeans_backend == "torch":
             features = [maps.to(trainer.strategy.root_device) for maps in features]
