@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prn.models.coreset import greedy_coreset_indices
+from prn.models.fitted_buffers import resize_to_incoming
 from prn.models.prototype_search import NO_SOURCE, excluded_prototypes, nearest_prototype_indices
 
 MEMORY_CHUNK = 2048  # memory vectors compared per matmul
@@ -146,10 +147,7 @@ class PatchMemory(nn.Module):
         return nearest_memory_distances(descriptors, self.memory, forbidden) / self.distance_scale
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        for name in ("memory", "sources"):
-            incoming, current = state_dict.get(prefix + name), getattr(self, name)
-            if isinstance(incoming, Tensor) and incoming.shape != current.shape:
-                setattr(self, name, torch.empty_like(incoming, device=current.device, dtype=current.dtype))
+        resize_to_incoming(self, state_dict, prefix, ("memory", "sources"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

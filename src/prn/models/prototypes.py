@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from prn.models.coreset import build_patch_banks
+from prn.models.fitted_buffers import resize_to_incoming
 from prn.models.kmeans import build_prototypes, kmeans_uses_gpu, number_of_prototypes
 from prn.models.prototype_search import (
     NO_SOURCE,
@@ -285,8 +286,5 @@ class PrototypeBank(nn.Module):
             incoming = state_dict.get(prefix + name)
             if isinstance(incoming, Tensor) and prefix + source_name not in state_dict:
                 state_dict[prefix + source_name] = torch.full((incoming.shape[0],), NO_SOURCE, dtype=torch.long)
-            for key in (name, source_name):
-                incoming, current = state_dict.get(prefix + key), getattr(self, key)
-                if isinstance(incoming, Tensor) and incoming.shape != current.shape:
-                    setattr(self, key, torch.empty_like(incoming, device=current.device, dtype=current.dtype))
+            resize_to_incoming(self, state_dict, prefix, (name, source_name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

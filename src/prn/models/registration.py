@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from prn.models.fitted_buffers import resize_to_incoming
+
 COARSE_SIZE = 64  # side of the signal for the angle search
 FINE_SIZE = 128  # side of the signal for refining the best angle and the shift
 COARSE_STEP = 3.0  # degrees between coarse candidates
@@ -193,8 +195,6 @@ class PoseRegistration(nn.Module):
         return angles[rows, best], shift.view(count, per_signal, 2)[rows, best]
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        incoming = state_dict.get(prefix + "template")
-        if isinstance(incoming, Tensor) and incoming.shape != self.template.shape:
-            self.template = torch.empty_like(incoming, device=self.template.device, dtype=self.template.dtype)
+        resize_to_incoming(self, state_dict, prefix, ("template",))
         state_dict.pop(prefix + "fitted", None)  # an earlier flag, now read from the template's shape
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
