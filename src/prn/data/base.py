@@ -206,12 +206,12 @@ class AnomalyDataModule(LightningDataModule):
         anomalies, masks, anomaly_records = [], [], []
         for index, (record, base) in enumerate(zip(records, bases)):
             for draw in range(SELECTION_DRAWS):
-                image, mask = source(base, self._selection_rng(index, draw))
+                image, mask, kind = source.draw(base, self._selection_rng(index, draw))
                 if not np.any(mask):
                     continue
                 anomalies.append(image)
                 masks.append(np.asarray(mask, dtype=np.float32))
-                anomaly_records.append(Record(record.image_path, 1, None, "held_out"))
+                anomaly_records.append(Record(record.image_path, 1, None, f"held_out:{kind}"))
         selection = EvalImageSet([*records, *anomaly_records], [*images, *anomalies], [None] * len(records) + masks)
         return self._loader(selection, batch_size=self.eval_batch_size, shuffle=False)
 

@@ -5,7 +5,7 @@ builds the configured datamodule and draws batches from the real batch plan; eac
 generated sample shows (image, mask, image with the target-area outline in green and the
 mask outline in red), labelled by its source. A run that holds normals out (``val_normals``) also
 shows the held-out anomalies its score is chosen on, which training never sees
-(``prn.data.generation.held_out``, labelled ``held_out (score choice)``)::
+(``prn.data.generation.held_out``, labelled ``held_out:<kind> (score choice)``)::
 
     prn-preview dataset=mvtec category=bottle \
         root=../shared/data/mvtec_anomaly_detection generation.dtd_dir=../shared/data/dtd/images \
@@ -65,17 +65,25 @@ def device_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.nda
 
 
 def selection_samples(datamodule, count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """The first ``count`` anomalies of the score choice's selection set (none without held-out normals)."""
+    """``count`` anomalies of the score choice's selection set, alternating between its kinds so that each shows
+    up early (none without held-out normals)."""
     loader = datamodule.selection_dataloader() if hasattr(datamodule, "selection_dataloader") else None
     if loader is None:
         return []
     selection = loader.dataset
-    anomalous = [index for index, record in enumerate(selection.records) if record.label == 1][:count]
-    samples = []
-    for index in anomalous:
-        kind = selection.records[index].defect_type
-        samples.append((f"{kind} (score choice)", selection.images[index], selection.masks[index], None))
-    return samples
+    by_kind: dict[str, list[int]] = {}
+    for index, record in enumerate(selection.records):
+        if record.label == 1:
+            by_kind.setdefault(record.defect_type, []).append(index)
+    return [
+        (
+            f"{selection.records[index].defect_type} (score choice)",
+            selection.images[index],
+            selection.masks[index],
+            None,
+        )
+        for index in _interleave(list(by_kind.values()))[:count]
+    ]
 
 
 def _round_robin_by_source(plans: list[SlotPlan]) -> list[SlotPlan]:

@@ -1,4 +1,4 @@
-"""Held-out anomalies (score choice only): displaced, turned and bent pieces of the part, the mask what changed."""
+"""Held-out anomalies (score choice only): displaced, turned, bent and covered pieces of the part, the mask what changed."""
 
 from __future__ import annotations
 
@@ -28,6 +28,22 @@ def test_displaced_pieces_land_on_the_part() -> None:
     for seed in range(6):
         _, mask = source(NormalImage(image, foreground), np.random.default_rng(seed))
         assert not (mask.astype(bool) & ~foreground).any()
+
+
+def test_covered_pieces_of_the_part_turn_into_the_board_around_them() -> None:
+    image, foreground = part_with_leads()  # part 220, board 60
+    for seed in range(6):
+        changed, mask = HeldOutAnomalySource(["covered"])(NormalImage(image, foreground), np.random.default_rng(seed))
+        labelled = mask.astype(bool)
+        assert (changed[labelled] == 220).all(axis=-1).sum() < (image[labelled] == 220).all(axis=-1).sum()
+        assert (changed[labelled] == 60).all(axis=-1).mean() > 0.5  # an absence: mostly board where part was
+
+
+def test_draw_names_the_kind_it_made() -> None:
+    image, foreground = part_with_leads()
+    source = HeldOutAnomalySource()
+    kinds = {source.draw(NormalImage(image, foreground), np.random.default_rng(seed))[2] for seed in range(16)}
+    assert kinds == set(HELD_OUT_KINDS)
 
 
 def test_a_flat_image_has_nothing_to_move_and_comes_back_unchanged() -> None:
