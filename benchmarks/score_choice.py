@@ -12,7 +12,12 @@ then scored on both, and four rules are compared:
   memory: sigma 4, k 100, both maps evenly);
 * ``point-best``: the candidate with the best validation objective;
 * ``evidence``: :func:`prn.score_selection.choose_score`, the prior unless a candidate wins
-  ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships).
+  ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships);
+* ``evidence without <kind>``, for every held-out kind: the same rule on the selection set without that
+  kind's anomalies, which shows what each kind does to the choice on the same checkpoint.
+
+Every rule's choice is also scored on each held-out kind alone (``validation_by_kind``: the normals
+against that kind's anomalies), to show which kinds a choice wins and loses.
 
 Test numbers are only read after each rule has chosen on validation data; they never choose. Each
 rule's test row is exact, from the metric the test step uses (image AUROC, pixel AUROC, PRO, pixel
@@ -91,6 +96,18 @@ def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
     }
 
 
+def selection_kinds(defect_types: list[str]) -> list[str | None]:
+    """The held-out kind of every selection image (``held_out:<kind>``), None for a normal."""
+    return [None if not kind or not kind.startswith("held_out:") else kind.split(":", 1)[1] for kind in defect_types]
+
+
+def _subset(components: tuple, kinds: list[str | None], keep: set[str]) -> tuple:
+    """The normals and the anomalies of the ``keep`` kinds of one selection set's components."""
+    rows = torch.tensor([kind is None or kind in keep for kind in kinds])
+    maps, memory, masks, labels = components
+    return maps[rows], None if memory is None else memory[rows], masks[rows], labels[rows]
+
+
 def test_metrics(components: tuple, defect_types: list[str], key: Key) -> dict[str, Any]:
     """Exact test metrics, overall and per defect type, with the maps scored as ``key`` scores them."""
     maps, memory, masks, labels = components
@@ -108,6 +125,8 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     test, test_types = study_maps["test"]["components"], study_maps["test"]["defect_types"]
     maps, memory, masks, labels = validation
     evidence = choose_score(maps, masks, labels, memory_maps=memory)
+    kinds = selection_kinds(study_maps["validation"]["defect_types"])
+    by_kind = {kind: candidate_scores(_subset(validation, kinds, {kind})) for kind in sorted(set(kinds) - {None})}
     keys = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
     on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
     on_test = candidate_scores(test)
@@ -119,6 +138,11 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
         "point-best": max(keys, key=lambda key: (round(on_validation[key], 6), key == prior)),  # ties: the prior
         "evidence": (evidence.map_sigma, evidence.top_k, evidence.memory_weight),
     }
+    if len(by_kind) > 1:
+        for left_out in by_kind:
+            kept = _subset(validation, kinds, set(by_kind) - {left_out})
+            without = choose_score(kept[0], kept[2], kept[3], memory_maps=kept[1])
+            rules[f"evidence without {left_out}"] = (without.map_sigma, without.top_k, without.memory_weight)
     validation_order = np.argsort(np.argsort([-on_validation[key] for key in keys]))
     test_order = np.argsort(np.argsort([-on_test[key]["objective"] for key in keys]))
     return {
@@ -134,6 +158,7 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
             name: {
                 "choice": list(key),
                 "validation_objective": on_validation[key],
+                "validation_by_kind": {kind: scores[key]["objective"] for kind, scores in by_kind.items()},
                 "test_objective": on_test[key]["objective"],
                 "test": test_metrics(test, test_types, key),
             }

@@ -15,6 +15,7 @@ from PIL import Image
 from prn.checkpoints import install_saved_prototypes, module_from_checkpoint
 from prn.data.base import SELECTION_DRAWS
 from prn.data.errors import DatasetError
+from prn.data.generation.held_out import HELD_OUT_KINDS
 from prn.data.image_io import load_image, parse_image_size
 from prn.data.training import image_tensor
 from prn.pipeline import evaluate, train
@@ -83,7 +84,11 @@ def test_the_score_study_rebuilds_the_choice_and_the_metrics_of_training(trained
         [sys.executable, str(script), str(run_dir), "--out", str(out)], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    evidence = json.loads(out.read_text())[0]["rules"]["evidence"]
+    rules = json.loads(out.read_text())[0]["rules"]
+    evidence = rules["evidence"]
+    kinds = set(evidence["validation_by_kind"])  # each choice read per held-out kind, and the rule without each
+    assert kinds and kinds <= set(HELD_OUT_KINDS)
+    assert len(kinds) == 1 or all(f"evidence without {kind}" in rules for kind in kinds)
     chosen = result["score"]["chosen_on_held_out"]
     assert evidence["choice"] == [chosen["map_sigma"], chosen["top_k"], chosen["memory_weight"]]
     assert {key: evidence["test"][key] for key in result["metrics"]} == pytest.approx(result["metrics"], abs=1e-5)

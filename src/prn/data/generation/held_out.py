@@ -13,13 +13,14 @@ makes, which measure how a score generalises rather than how well the network le
 * ``turned``: a piece of the part rotated in place (a component mounted askew, a twisted lead): normal
   content in a wrong orientation;
 * ``bent``: a piece of the part pushed sideways by a smooth displacement (a bent lead, a dent);
-* ``covered``: a piece of the part covered by a copy of the plainest surroundings nearby, as a clone
-  stamp covers (a cut lead, a missing pin): an absence. The training source of absences
-  (:mod:`prn.data.generation.erased`) fills by inpainting with added grain; this one copies real
-  texture from elsewhere in the image, so it is not a lesson the network learnt. Without it, every
-  held-out kind puts something where it should not be, and a position-aware map wins the choice
-  even where real absences show better in the patch memory's map (registered, moved transistor
-  seed 1: the network alone chosen; its cut leads fell to 79.5 pixel AUROC).
+* ``covered``: a piece of the part covered by a copy of the surroundings nearby, off the part where
+  possible, as a clone stamp covers (a cut lead, a missing pin, a broken corner): an absence. The
+  training source of absences (:mod:`prn.data.generation.erased`) fills by inpainting with added
+  grain; this one copies real texture from elsewhere in the image, so it is not a lesson the network
+  learnt. Without it, every held-out kind puts something where it should not be, and a
+  position-aware map wins the choice even where real absences show better in the fused map
+  (registered, moved transistor seed 1: the network alone chosen; its cut leads fell to 79.5 pixel
+  AUROC).
 
 Each piece is drawn where the part has structure, as erased anomalies are
 (:func:`prn.data.generation.erased.structure_region`), and the mask is only what visibly changed.
@@ -47,7 +48,7 @@ SHIFT = (0.15, 0.4)  # displaced: how far a piece moves, as a fraction of the pa
 TURN_DEGREES = (20.0, 160.0)
 BEND = (0.3, 0.6)  # bent: the largest push, as a fraction of the piece's diameter
 COVER_DISTANCE = (1.0, 2.0)  # covered: how far the copied surroundings lie, in the piece's diameters
-COVER_DIRECTIONS = 8  # covered: candidate directions, the plainest source taken
+COVER_DIRECTIONS = 8  # covered: candidate sources, the one least on the part (then plainest) taken
 
 
 def _centre_and_radius(region: np.ndarray) -> tuple[tuple[float, float], float]:
