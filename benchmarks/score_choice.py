@@ -14,7 +14,8 @@ then scored on both, and four rules are compared:
 * ``evidence``: :func:`prn.score_selection.choose_score`, the prior unless a candidate wins
   ``CONFIDENCE`` of the bootstrap resamples of the selection set (what training ships);
 * ``evidence without <kind>``, for every held-out kind: the same rule on the selection set without that
-  kind's anomalies, which shows what each kind does to the choice on the same checkpoint.
+  kind's anomalies, which shows what each kind does to the choice on the same checkpoint (over
+  ``KIND_RESAMPLES`` bootstrap resamples rather than training's 200: one rerun per kind).
 
 Every rule's choice is also scored on each held-out kind alone (``validation_by_kind``: the normals
 against that kind's anomalies), to show which kinds a choice wins and loses.
@@ -41,6 +42,7 @@ import torch
 
 from prn.checkpoints import module_from_checkpoint
 from prn.data.base import SELECTION_KEY
+from prn.data.generation.held_out import kind_of
 from prn.metrics.accumulator import AnomalyMetrics
 from prn.metrics.image_score import top_k_mean
 from prn.models.scorer import fused_maps, smooth_maps
@@ -49,6 +51,7 @@ from prn.utils.instantiation import build_datamodule
 
 Key = tuple[float, int, float]
 CACHE = "score_study.pt"
+KIND_RESAMPLES = 50  # the leave-one-kind-out rules' bootstrap: a quarter of training's, one study reruns it per kind
 
 
 def run_maps(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
@@ -96,11 +99,6 @@ def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
     }
 
 
-def selection_kinds(defect_types: list[str]) -> list[str | None]:
-    """The held-out kind of every selection image (``held_out:<kind>``), None for a normal."""
-    return [None if not kind or not kind.startswith("held_out:") else kind.split(":", 1)[1] for kind in defect_types]
-
-
 def _subset(components: tuple, kinds: list[str | None], keep: set[str]) -> tuple:
     """The normals and the anomalies of the ``keep`` kinds of one selection set's components."""
     rows = torch.tensor([kind is None or kind in keep for kind in kinds])
@@ -125,7 +123,7 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     test, test_types = study_maps["test"]["components"], study_maps["test"]["defect_types"]
     maps, memory, masks, labels = validation
     evidence = choose_score(maps, masks, labels, memory_maps=memory)
-    kinds = selection_kinds(study_maps["validation"]["defect_types"])
+    kinds = [kind_of(recorded) for recorded in study_maps["validation"]["defect_types"]]
     by_kind = {kind: candidate_scores(_subset(validation, kinds, {kind})) for kind in sorted(set(kinds) - {None})}
     keys = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
     on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
@@ -141,7 +139,7 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     if len(by_kind) > 1:
         for left_out in by_kind:
             kept = _subset(validation, kinds, set(by_kind) - {left_out})
-            without = choose_score(kept[0], kept[2], kept[3], memory_maps=kept[1])
+            without = choose_score(kept[0], kept[2], kept[3], memory_maps=kept[1], resamples=KIND_RESAMPLES)
             rules[f"evidence without {left_out}"] = (without.map_sigma, without.top_k, without.memory_weight)
     validation_order = np.argsort(np.argsort([-on_validation[key] for key in keys]))
     test_order = np.argsort(np.argsort([-on_test[key]["objective"] for key in keys]))

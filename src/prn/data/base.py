@@ -24,7 +24,7 @@ from prn.data.device.batches import DeviceBatchMaker, PlanSet, device_twin, is_p
 from prn.data.device.pool import PoolTensors
 from prn.data.errors import DatasetError
 from prn.data.eval_set import EvalImageSet, ShardSampler
-from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource
+from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource, defect_type
 from prn.data.image_io import aspect_image_size, decode_images, decode_masks, image_size_of, parse_image_size
 from prn.data.pose_jitter import apply_pose, checked_pose_jitter, jitter_params
 from prn.data.records import DatasetSplit, Record
@@ -211,7 +211,7 @@ class AnomalyDataModule(LightningDataModule):
                     continue
                 anomalies.append(image)
                 masks.append(np.asarray(mask, dtype=np.float32))
-                anomaly_records.append(Record(record.image_path, 1, None, f"held_out:{kind}"))
+                anomaly_records.append(Record(record.image_path, 1, None, defect_type(kind)))
         selection = EvalImageSet([*records, *anomaly_records], [*images, *anomalies], [None] * len(records) + masks)
         return self._loader(selection, batch_size=self.eval_batch_size, shuffle=False)
 

@@ -29,6 +29,7 @@ Each piece is drawn where the part has structure, as erased anomalies are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import cv2
 import numpy as np
@@ -49,6 +50,19 @@ TURN_DEGREES = (20.0, 160.0)
 BEND = (0.3, 0.6)  # bent: the largest push, as a fraction of the piece's diameter
 COVER_DISTANCE = (1.0, 2.0)  # covered: how far the copied surroundings lie, in the piece's diameters
 COVER_DIRECTIONS = 8  # covered: candidate sources, the one least on the part (then plainest) taken
+DEFECT_TYPE_PREFIX = "held_out:"  # a selection anomaly's defect type: the prefix, then its kind
+
+
+def defect_type(kind: str) -> str:
+    """The defect type a selection anomaly of ``kind`` is recorded under (``held_out:<kind>``)."""
+    return f"{DEFECT_TYPE_PREFIX}{kind}"
+
+
+def kind_of(recorded: str | None) -> str | None:
+    """The held-out kind of a recorded defect type (:func:`defect_type`), None for anything else (a normal)."""
+    if not recorded or not recorded.startswith(DEFECT_TYPE_PREFIX):
+        return None
+    return recorded[len(DEFECT_TYPE_PREFIX) :]
 
 
 def _centre_and_radius(region: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -100,14 +114,20 @@ def bent(
 
 
 def covered(
-    image: np.ndarray, foreground: np.ndarray | None, region: np.ndarray, rng: np.random.Generator
+    image: np.ndarray,
+    foreground: np.ndarray | None,
+    region: np.ndarray,
+    rng: np.random.Generator,
+    structure: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``region`` covered by a copy of one of ``COVER_DIRECTIONS`` equally sized areas nearby: the one that overlaps
-    the part least (the board beside a lead, not the body), and of those the plainest."""
+    the part least (the board beside a lead, not the body), and of those the plainest. ``structure``, the whole
+    image's :func:`structure_weights`, is passed by callers that redraw on one image, so it is computed once."""
     _, radius = _centre_and_radius(region)
     on_part = np.zeros(image.shape[:2], dtype=bool) if foreground is None else foreground.astype(bool)
     height, width = image.shape[:2]
-    structure = structure_weights(image, np.ones((height, width), dtype=bool))
+    if structure is None:
+        structure = structure_weights(image, np.ones((height, width), dtype=bool))
     rows, cols = np.nonzero(region)
     first = rng.uniform(0.0, 2 * np.pi)
     best_offset, best_cost = (0, 0), (np.inf, np.inf)
@@ -162,6 +182,8 @@ class HeldOutAnomalySource:
         image, foreground = base.image, base.foreground
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
         make = _MAKERS[kind]
+        if make is covered:  # its plainness map is the image's own, the same on every redraw
+            make = partial(covered, structure=structure_weights(image, np.ones(image.shape[:2], dtype=bool)))
 
         def change_once() -> tuple[np.ndarray, np.ndarray]:
             return make(image, foreground, structure_region(image, foreground, rng, self.shapes, self.scale), rng)
