@@ -22,7 +22,8 @@ against that kind's anomalies), to show which kinds a choice wins and loses.
 
 Test numbers are only read after each rule has chosen on validation data; they never choose. Each
 rule's test row is exact, from the metric the test step uses (image AUROC, pixel AUROC, PRO, pixel
-AP, and the same per defect type); the rank correlation compares every candidate's validation
+AP, and the same per defect type); the rank correlation compares every candidate's (memory weights
+below the rule's floor included, ``STUDY_WEIGHTS``) validation
 objective with its test objective on a seeded pixel sample::
 
     python benchmarks/score_choice.py logs/train/runs/<run> [<run> ...] --out logs/benchmarks/score_choice.json
@@ -51,6 +52,7 @@ from prn.utils.instantiation import build_datamodule
 
 Key = tuple[float, int, float]
 CACHE = "score_study.pt"
+STUDY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # memory weights read, below the rule's floor too (network alone: 0)
 KIND_RESAMPLES = 50  # the leave-one-kind-out rules' bootstrap: a quarter of training's, one study reruns it per kind
 
 
@@ -88,14 +90,17 @@ def _components(module: Any, loader: Any) -> dict[str, Any]:
 
 
 def candidate_scores(components: tuple) -> dict[Key, dict[str, float | None]]:
-    """Image AUROC, sampled (region-balanced) pixel AUROC and their mean for every candidate on one image set."""
+    """Image AUROC, sampled (region-balanced) pixel AUROC and their mean for every candidate on one image set,
+    with every memory weight from 0 (``STUDY_WEIGHTS``), also those the rule may not choose."""
     maps, memory, masks, labels = components
     pixels = pixel_sample(masks, 0) if masks.any() else None
     return {
         (row["map_sigma"], row["top_k"], row["memory_weight"]): {
             name: row[name] for name in ("image_auroc", "pixel_auroc", "objective")
         }
-        for row, _, _ in score_candidates(maps, labels.numpy().astype(int), pixels, memory_maps=memory)
+        for row, _, _ in score_candidates(
+            maps, labels.numpy().astype(int), pixels, memory_maps=memory, memory_weights=STUDY_WEIGHTS
+        )
     }
 
 
@@ -125,15 +130,16 @@ def study(run_dir: Path, fresh: bool = False) -> dict[str, Any]:
     evidence = choose_score(maps, masks, labels, memory_maps=memory)
     kinds = [kind_of(recorded) for recorded in study_maps["validation"]["defect_types"]]
     by_kind = {kind: candidate_scores(_subset(validation, kinds, {kind})) for kind in sorted(set(kinds) - {None})}
-    keys = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
-    on_validation = {key: c["objective"] for key, c in zip(keys, evidence.candidates)}
+    eligible = [(c["map_sigma"], c["top_k"], c["memory_weight"]) for c in evidence.candidates]
+    on_validation = {key: scores["objective"] for key, scores in candidate_scores(validation).items()}
     on_test = candidate_scores(test)
+    keys = sorted(on_validation)
     paper = PAPER_CHOICE if PAPER_CHOICE in on_test else keys[0]
     prior = evidence.prior if evidence.prior in on_test else paper
     rules = {
         "paper": paper,
         "prior": prior,
-        "point-best": max(keys, key=lambda key: (round(on_validation[key], 6), key == prior)),  # ties: the prior
+        "point-best": max(eligible, key=lambda key: (round(on_validation[key], 6), key == prior)),  # ties: the prior
         "evidence": (evidence.map_sigma, evidence.top_k, evidence.memory_weight),
     }
     if len(by_kind) > 1:

@@ -69,10 +69,21 @@ def test_the_memory_weight_is_chosen_where_the_memory_separates_better() -> None
     memory = torch.where(
         masks > 0, torch.full_like(masks, 0.6), torch.full_like(masks, 0.1)
     )  # the memory has no hot pixels
-    choice = choose_score(network, masks, labels, sigmas=(0.0,), top_ks=(1,), memory_maps=memory)
+    weights = (0.0, 0.5, 1.0)
+    choice = choose_score(
+        network, masks, labels, sigmas=(0.0,), top_ks=(1,), memory_maps=memory, memory_weights=weights
+    )
     assert choice.memory_weight > 0 and choice.val_image_auroc == 1.0
     alone = [c for c in choice.candidates if c["memory_weight"] == 0.0]
-    assert alone[0]["image_auroc"] == 0.0 and len(choice.candidates) == 5
+    assert alone[0]["image_auroc"] == 0.0 and len(choice.candidates) == 3
+
+
+def test_the_memory_never_weighs_less_than_the_prior_gives_it_however_well_the_network_alone_does() -> None:
+    network, masks, labels = _maps_with_defects(defect_pixels=12, noise_peak=0.05)  # the network alone is perfect
+    noise = torch.rand(network.shape, generator=torch.Generator().manual_seed(1))  # the memory sees nothing
+    choice = choose_score(network, masks, labels, memory_maps=noise, confidence=0)  # the point-best, no prior
+    assert {c["memory_weight"] for c in choice.candidates} == {0.5, 0.75, 1.0}
+    assert choice.memory_weight == FUSED_CHOICE[2]
 
 
 def test_without_memory_maps_the_network_alone_is_scored_and_ties_keep_it() -> None:

@@ -155,13 +155,13 @@ def test_a_module_with_patch_memory_chooses_a_memory_weight_and_scores_with_it(t
     masks[3:, :, 40:80, 40:80] = 1
     loader = [{"image": images, "mask": masks, "label": torch.tensor([0, 0, 0, 1, 1, 1])}]
     choice = module.choose_score(loader)
-    assert {c["memory_weight"] for c in choice.candidates} == {0.0, 0.25, 0.5, 0.75, 1.0}
-    chosen = choice.__class__(**{**choice.to_dict(), "memory_weight": 0.5, "map_sigma": 0.0})
+    assert {c["memory_weight"] for c in choice.candidates} == {0.5, 0.75, 1.0}
+    chosen = choice.__class__(**{**choice.to_dict(), "memory_weight": 0.75, "map_sigma": 0.0})
     module.apply_score_choice(chosen)
-    assert module.memory_weight == 0.5 and module.scorer().memory_weight == 0.5
+    assert module.memory_weight == 0.75 and module.scorer().memory_weight == 0.75
     with torch.no_grad():
         network, memory = map_components(module.net, images[:2])
         maps, _ = module.predict_maps_and_scores(images[:2])
-    torch.testing.assert_close(maps, 0.5 * network + 0.5 * memory)
+    torch.testing.assert_close(maps, 0.25 * network + 0.75 * memory)
     restored = PRNModule.load_from_checkpoint(save_checkpoint(module, tmp_path / "last.ckpt"), weights_only=True)
-    assert restored.memory_weight == 0.5 and restored.score_choice.memory_weight == 0.5
+    assert restored.memory_weight == 0.75 and restored.score_choice.memory_weight == 0.75
