@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from generation_helpers import part_with_leads
 
-from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource, defect_type, kind_of
+from prn.data.generation.erased import structure_region, structure_weights
+from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource, covered, defect_type, kind_of
 from prn.data.types import NormalImage
 
 
@@ -39,32 +40,14 @@ def test_covered_pieces_of_the_part_turn_into_the_board_around_them() -> None:
         assert (changed[labelled] == 60).all(axis=-1).mean() > 0.5  # an absence: mostly board where part was
 
 
-def _striped_board_with_a_lead(period: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(board alone, board with a bright vertical lead, the lead, a foreground round it): a patterned surround."""
-    rows = np.arange(128)[:, None]
-    stripes = np.where((rows // (period // 2)) % 2 == 0, 60, 110).astype(np.uint8)
-    board = np.repeat(np.repeat(stripes, 128, axis=1)[..., None], 3, axis=2)
-    lead = np.zeros((128, 128), dtype=bool)
-    lead[20:110, 58:66] = True
-    image = board.copy()
-    image[lead] = 220
-    foreground = np.zeros_like(lead)
-    foreground[16:114, 52:72] = True
-    return board, image, lead, foreground
-
-
-def test_covered_continues_the_surrounding_pattern_so_only_the_removed_piece_changes() -> None:
-    board, image, lead, foreground = _striped_board_with_a_lead()
-    now_board, off_lead = [], []
-    for seed in range(10):
-        changed, mask = HeldOutAnomalySource(["covered"])(NormalImage(image, foreground), np.random.default_rng(seed))
-        labelled = mask.astype(bool)
-        removed = labelled & lead
-        assert removed.any()
-        now_board.append((changed[removed] == board[removed]).all(axis=-1).mean())  # the stripes run on
-        off_lead.append((labelled & ~lead).sum() / labelled.sum())
-    assert np.mean(now_board) > 0.9  # a plain or misaligned copy: 0.16-0.85 per draw
-    assert np.median(off_lead) < 0.3  # no seams on the board round it (a misaligned copy: 0.56 median)
+def test_covered_with_the_plainness_map_given_draws_the_same_as_without() -> None:
+    image, foreground = part_with_leads()
+    region = structure_region(image, foreground, np.random.default_rng(3))
+    structure = structure_weights(image, np.ones(image.shape[:2], dtype=bool))
+    alone = covered(image, foreground, region, np.random.default_rng(4))
+    given = covered(image, foreground, region, np.random.default_rng(4), structure=structure)
+    assert np.array_equal(alone[0], given[0]) and np.array_equal(alone[1], given[1])
+    assert not np.array_equal(alone[0], image)
 
 
 def test_a_recorded_defect_type_gives_its_kind_back() -> None:
