@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from generation_helpers import part_with_leads
 
-from prn.data.generation.erased import structure_region, structure_weights
-from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource, covered, defect_type, kind_of
+from prn.data.generation.held_out import HELD_OUT_KINDS, HeldOutAnomalySource, defect_type, kind_of
 from prn.data.types import NormalImage
 
 
@@ -38,16 +37,6 @@ def test_covered_pieces_of_the_part_turn_into_the_board_around_them() -> None:
         labelled = mask.astype(bool)
         assert (changed[labelled] == 220).all(axis=-1).sum() < (image[labelled] == 220).all(axis=-1).sum()
         assert (changed[labelled] == 60).all(axis=-1).mean() > 0.5  # an absence: mostly board where part was
-
-
-def test_covered_with_the_plainness_map_given_draws_the_same_as_without() -> None:
-    image, foreground = part_with_leads()
-    region = structure_region(image, foreground, np.random.default_rng(3))
-    structure = structure_weights(image, np.ones(image.shape[:2], dtype=bool))
-    alone = covered(image, foreground, region, np.random.default_rng(4))
-    given = covered(image, foreground, region, np.random.default_rng(4), structure=structure)
-    assert np.array_equal(alone[0], given[0]) and np.array_equal(alone[1], given[1])
-    assert not np.array_equal(alone[0], image)
 
 
 def test_a_recorded_defect_type_gives_its_kind_back() -> None:

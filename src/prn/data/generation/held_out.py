@@ -29,7 +29,6 @@ Each piece is drawn where the part has structure, as erased anomalies are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import cv2
 import numpy as np
@@ -114,20 +113,14 @@ def bent(
 
 
 def covered(
-    image: np.ndarray,
-    foreground: np.ndarray | None,
-    region: np.ndarray,
-    rng: np.random.Generator,
-    structure: np.ndarray | None = None,
+    image: np.ndarray, foreground: np.ndarray | None, region: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """``region`` covered by a copy of one of ``COVER_DIRECTIONS`` equally sized areas nearby: the one that overlaps
-    the part least (the board beside a lead, not the body), and of those the plainest. ``structure``, the whole
-    image's :func:`structure_weights`, is passed by callers that redraw on one image, so it is computed once."""
+    the part least (the board beside a lead, not the body), and of those the plainest."""
     _, radius = _centre_and_radius(region)
     on_part = np.zeros(image.shape[:2], dtype=bool) if foreground is None else foreground.astype(bool)
     height, width = image.shape[:2]
-    if structure is None:
-        structure = structure_weights(image, np.ones((height, width), dtype=bool))
+    structure = structure_weights(image, np.ones((height, width), dtype=bool))
     rows, cols = np.nonzero(region)
     first = rng.uniform(0.0, 2 * np.pi)
     best_offset, best_cost = (0, 0), (np.inf, np.inf)
@@ -182,8 +175,6 @@ class HeldOutAnomalySource:
         image, foreground = base.image, base.foreground
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
         make = _MAKERS[kind]
-        if make is covered:  # its plainness map is the image's own, the same on every redraw
-            make = partial(covered, structure=structure_weights(image, np.ones(image.shape[:2], dtype=bool)))
 
         def change_once() -> tuple[np.ndarray, np.ndarray]:
             return make(image, foreground, structure_region(image, foreground, rng, self.shapes, self.scale), rng)
